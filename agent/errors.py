@@ -1,0 +1,93 @@
+"""The agent's one root exception and its tree.
+
+Every failure the agent raises on purpose is an ``AgentError``; OS-level errors are
+translated at the boundary of the module that met them. Messages are for the host's log
+and the operator; the connection layer must never forward internal details to the broker
+beyond the class name and a short reason it chooses.
+
+Tree::
+
+    AgentError
+    ├── ConfigError            the config/credential file is missing, unreadable or invalid
+    ├── UserError              a Unix user cannot be used
+    │   ├── UnknownUser        no such user in the password database
+    │   └── UserForbidden      the agent config forbids this user (deny_users / allow_users)
+    ├── SpawnError             a shell or command could not be started (fork/exec/setuid)
+    │   └── PrivilegeError     switching to the user needs root and the agent is not root
+    ├── TerminalError          a terminal operation failed
+    │   ├── ReplayError        a replay offset lies beyond what the terminal produced
+    │   ├── InputOverflow      too much unsent keyboard input is queued
+    │   └── TooManyTerminals   the terminal table is full
+    ├── ExecError              an exec request is invalid (bad environment, bad timeout)
+    └── BuildError             the single-file agent (zipapp) could not be built
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "BuildError",
+    "ConfigError",
+    "ExecError",
+    "InputOverflow",
+    "PrivilegeError",
+    "ReplayError",
+    "SpawnError",
+    "TerminalError",
+    "TooManyTerminals",
+    "UnknownUser",
+    "UserError",
+    "UserForbidden",
+]
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The config file is missing, unreadable or invalid; the message names file and line."""
+
+
+class UserError(AgentError):
+    """A Unix user cannot be used for a terminal or command."""
+
+
+class UnknownUser(UserError):
+    """The user does not exist in the password database."""
+
+
+class UserForbidden(UserError):
+    """The agent config forbids this user."""
+
+
+class SpawnError(AgentError):
+    """A shell or command could not be started."""
+
+
+class PrivilegeError(SpawnError):
+    """Running as another user needs root; a non-root agent may only run as itself."""
+
+
+class TerminalError(AgentError):
+    """A terminal operation failed."""
+
+
+class ReplayError(TerminalError):
+    """The requested replay offset is beyond the bytes the terminal has produced."""
+
+
+class InputOverflow(TerminalError):
+    """More keyboard input is queued than the terminal accepts before the shell reads it."""
+
+
+class TooManyTerminals(TerminalError):
+    """The terminal table already holds its maximum number of terminals."""
+
+
+class ExecError(AgentError):
+    """An exec request is invalid."""
+
+
+class BuildError(AgentError):
+    """The single-file agent could not be built."""

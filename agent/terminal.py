@@ -1,0 +1,382 @@
+"""Interactive terminals: a pty running a user's login shell, and the table that owns them.
+
+A ``Terminal`` is a pty whose slave side is the controlling terminal of the user's login
+shell (argv0 prefixed with ``-``, like login(1) and sshd), started with privileges
+dropped and a clean login environment. The master side is non-blocking and exposes
+``fileno()`` so the agent's selectors loop can drive it; every byte read is kept in a
+bounded ``OutputBuffer`` so a broker that reconnects gets exactly what it missed.
+
+``TerminalTable`` maps channel ids to terminals and hangs up those whose broker has been
+gone longer than the grace period, so a network blip does not kill a long-running job but
+an abandoned shell does not live forever.
+
+This module must never block (no blocking reads, writes or waits), never start a shell
+as a user other than the one resolved by ``agent.users``, and never let output buffers
+grow without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import pty
+import signal
+import struct
+import termios
+import time
+from collections.abc import Iterator
+from typing import Callable
+
+from agent.errors import InputOverflow, TerminalError, TooManyTerminals
+from agent.replay import OutputBuffer, Replay
+from agent.spawn import ExitStatus, base_environment, decode_wait_status, spawn
+from agent.users import UnixUser
+
+__all__ = ["DEFAULT_TERM", "Terminal", "TerminalTable"]
+
+DEFAULT_TERM = "xterm-256color"
+_MAX_DIMENSION = 10000
+
+
+def _winsize(cols: int, rows: int) -> bytes:
+    if not (0 < cols <= _MAX_DIMENSION and 0 < rows <= _MAX_DIMENSION):
+        raise TerminalError(f"invalid terminal size {cols}x{rows}")
+    return struct.pack("HHHH", rows, cols, 0, 0)
+
+
+class Terminal:
+    """One pty and the login shell on it. Create with ``Terminal.open``."""
+
+    def __init__(
+        self, master_fd: int, pid: int, user: UnixUser, buffer: OutputBuffer, max_input: int
+    ) -> None:
+        self._fd = master_fd
+        self.pid = pid
+        self.user = user
+        self.buffer = buffer
+        self._pending = bytearray()
+        self._max_input = max_input
+        self._status: ExitStatus | None = None
+        self._closed = False
+        self._eof = False
+
+    @classmethod
+    def open(
+        cls,
+        user: UnixUser,
+        *,
+        cols: int = 80,
+        rows: int = 24,
+        term: str = DEFAULT_TERM,
+        lang: str | None = None,
+        buffer_capacity: int = 256 * 1024,
+        max_input: int = 1024 * 1024,
+        euid: int | None = None,
+    ) -> Terminal:
+        """Start ``user``'s login shell on a new pty of ``cols`` x ``rows``.
+
+        ``lang`` defaults to the agent's own ``LANG`` (pass ``""`` to leave it unset);
+        ``euid`` defaults to the agent's effective uid and exists for tests.
+        Raises ``PrivilegeError``/``SpawnError`` if the shell cannot be started.
+        """
+        size = _winsize(cols, rows)
+        if lang is None:
+            lang = os.environ.get("LANG")
+        env = base_environment(user, term=term or DEFAULT_TERM, lang=lang or None)
+        master, slave = pty.openpty()
+        try:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+            argv0 = "-" + os.path.basename(user.shell)
+            pid = spawn(
+                [argv0],
+                executable=user.shell,
+                user=user,
+                env=env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                controlling_tty=True,
+                euid=euid,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        return cls(master, pid, user, OutputBuffer(buffer_capacity), max_input)
+
+    # -- selectors interface ------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The pty master: register it for EVENT_READ (and EVENT_WRITE while ``wants_write``)."""
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def eof(self) -> bool:
+        """True once the pty reported end of output (every holder of the slave is gone)."""
+        return self._eof
+
+    def read(self, max_bytes: int = 65536) -> bytes | None:
+        """Read available output, append it to ``buffer`` and return it.
+
+        Returns ``None`` when nothing is available yet, ``b""`` at end of output. Linux
+        reports a hung-up pty master as EIO; that is end of output, not an error.
+        """
+        self._check_open()
+        if self._eof:
+            return b""
+        try:
+            data = os.read(self._fd, max_bytes)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise TerminalError(f"pty read failed: {exc.strerror}") from exc
+            data = b""
+        if not data:
+            self._eof = True
+            return b""
+        self.buffer.append(data)
+        return data
+
+    @property
+    def output_offset(self) -> int:
+        """Total output bytes produced so far (the offset after the newest byte)."""
+        return self.buffer.end_offset
+
+    def replay(self, offset: int) -> Replay:
+        """Output after ``offset`` for a reconnecting broker; see ``OutputBuffer.since``."""
+        return self.buffer.since(offset)
+
+    @property
+    def pending_input(self) -> int:
+        """Bytes of input queued because the shell has not read them yet."""
+        return len(self._pending)
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._pending)
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the shell and write as much as the pty accepts now.
+
+        Raises ``InputOverflow`` when more than ``max_input`` bytes would be queued; the
+        caller should stop reading from its peer while ``pending_input`` is high.
+        """
+        self._check_open()
+        if len(self._pending) + len(data) > self._max_input:
+            raise InputOverflow(f"more than {self._max_input} bytes of input queued")
+        self._pending += data
+        self.flush()
+
+    def flush(self) -> None:
+        """Write queued input; call on EVENT_WRITE. Input to a dead shell is dropped."""
+        self._check_open()
+        while self._pending:
+            try:
+                sent = os.write(self._fd, self._pending)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise TerminalError(f"pty write failed: {exc.strerror}") from exc
+                self._pending.clear()
+                return
+            del self._pending[:sent]
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the window size; the kernel sends SIGWINCH to the foreground job."""
+        self._check_open()
+        try:
+            fcntl.ioctl(self._fd, termios.TIOCSWINSZ, _winsize(cols, rows))
+        except OSError as exc:
+            raise TerminalError(f"resize failed: {exc.strerror}") from exc
+
+    # -- process ------------------------------------------------------------------------
+
+    def poll(self) -> ExitStatus | None:
+        """The shell's exit status once it has ended (reaps it), else ``None``."""
+        if self._status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self._status = ExitStatus(None, None)  # reaped elsewhere: status unknown
+                return self._status
+            if pid:
+                self._status = decode_wait_status(status)
+        return self._status
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """The exit status already collected by ``poll`` (never waits)."""
+        return self._status
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the shell's session (its process group) unless it already ended."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the shell's process group."""
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Hang up: SIGHUP the shell's process group and close the pty master.
+
+        Closing the master makes the kernel hang up the slave too, so jobs that ignore
+        the first SIGHUP still see their terminal vanish. The child may take a moment
+        to exit; keep calling ``poll`` (``TerminalTable`` does) to reap it.
+        """
+        if self._closed:
+            return
+        self.send_signal(signal.SIGHUP)
+        self._closed = True
+        self._pending.clear()
+        os.close(self._fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TerminalError("terminal is closed")
+
+
+class _Entry:
+    __slots__ = ("detached_since", "exit_reported", "terminal")
+
+    def __init__(self, terminal: Terminal) -> None:
+        self.terminal = terminal
+        self.detached_since: float | None = None
+        self.exit_reported = False
+
+
+class TerminalTable:
+    """Terminals by channel id, with a grace period for terminals whose broker is gone.
+
+    ``clock`` is injected (monotonic seconds) so tests can move time.
+    """
+
+    def __init__(
+        self,
+        *,
+        grace_seconds: float = 300.0,
+        max_terminals: int = 64,
+        kill_after: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.grace_seconds = grace_seconds
+        self.max_terminals = max_terminals
+        self._kill_after = kill_after
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._closing: list[tuple[Terminal, float]] = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, channel_id: object) -> bool:
+        return channel_id in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def add(self, channel_id: str, terminal: Terminal) -> None:
+        """Register an attached terminal; raises ``TooManyTerminals`` when full."""
+        if channel_id in self._entries:
+            raise TerminalError(f"channel {channel_id!r} already has a terminal")
+        if len(self._entries) >= self.max_terminals:
+            raise TooManyTerminals(f"at most {self.max_terminals} terminals")
+        self._entries[channel_id] = _Entry(terminal)
+
+    def get(self, channel_id: str) -> Terminal | None:
+        entry = self._entries.get(channel_id)
+        return entry.terminal if entry else None
+
+    def detach(self, channel_id: str) -> None:
+        """The broker side of this channel went away; start the grace clock."""
+        entry = self._entries.get(channel_id)
+        if entry is not None and entry.detached_since is None:
+            entry.detached_since = self._clock()
+
+    def attach(self, channel_id: str) -> Terminal | None:
+        """A broker re-attached; stop the grace clock. ``None`` if it was already reaped."""
+        entry = self._entries.get(channel_id)
+        if entry is None:
+            return None
+        entry.detached_since = None
+        return entry.terminal
+
+    def detached_since(self, channel_id: str) -> float | None:
+        entry = self._entries.get(channel_id)
+        return entry.detached_since if entry else None
+
+    def remove(self, channel_id: str) -> Terminal | None:
+        """Close and forget a terminal (its process is reaped by later ``reap`` calls)."""
+        entry = self._entries.pop(channel_id, None)
+        if entry is None:
+            return None
+        self._hang_up(entry.terminal)
+        return entry.terminal
+
+    def exited(self) -> list[tuple[str, ExitStatus]]:
+        """Terminals whose shell ended since the last call, each reported exactly once."""
+        done: list[tuple[str, ExitStatus]] = []
+        for channel_id, entry in self._entries.items():
+            if not entry.exit_reported:
+                status = entry.terminal.poll()
+                if status is not None:
+                    entry.exit_reported = True
+                    done.append((channel_id, status))
+        return done
+
+    def reap(self) -> list[str]:
+        """Close terminals detached longer than the grace period; return their channel ids.
+
+        Also reaps hung-up shells and SIGKILLs any that ignore the hang-up for
+        ``kill_after`` seconds. Call it periodically (see ``next_deadline``).
+        """
+        now = self._clock()
+        expired = [
+            channel_id
+            for channel_id, entry in self._entries.items()
+            if entry.detached_since is not None and now - entry.detached_since >= self.grace_seconds
+        ]
+        for channel_id in expired:
+            self.remove(channel_id)
+        still: list[tuple[Terminal, float]] = []
+        for terminal, since in self._closing:
+            if terminal.poll() is not None:
+                continue
+            if now - since >= self._kill_after:
+                terminal.kill()
+            still.append((terminal, since))
+        self._closing = still
+        return expired
+
+    def next_deadline(self) -> float | None:
+        """Seconds until ``reap`` has work (for the selector timeout); ``None`` if never."""
+        now = self._clock()
+        waits = [
+            entry.detached_since + self.grace_seconds - now
+            for entry in self._entries.values()
+            if entry.detached_since is not None
+        ]
+        if self._closing:
+            waits.append(0.5)
+        return max(0.0, min(waits)) if waits else None
+
+    def close_all(self) -> None:
+        """Hang up every terminal (agent shutdown)."""
+        for channel_id in list(self._entries):
+            self.remove(channel_id)
+
+    def _hang_up(self, terminal: Terminal) -> None:
+        terminal.close()
+        if terminal.poll() is None:
+            self._closing.append((terminal, self._clock()))

@@ -1,0 +1,65 @@
+"""The REST API's routes under /api/v1: thin handlers that authenticate, call a service
+and shape the answer. They never build SQL and never decide policy themselves."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from api.auth import authenticate
+from api.problems import Forbidden
+from broker.services import Services
+from broker.store.models import Role
+
+__all__ = ["routes"]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def whoami(request: Request) -> JSONResponse:
+    services = _services(request)
+    principal = await authenticate(request, services)
+    workspace = await services.workspaces.get(principal.workspace_id)
+    return JSONResponse(
+        {
+            "user": {
+                "id": principal.user.id,
+                "email": principal.user.email,
+                "role": str(principal.user.role),
+            },
+            "workspace": {"id": workspace.id, "name": workspace.name},
+            "token": {"id": principal.token.id, "scope": str(principal.token.scope)},
+        }
+    )
+
+
+async def audit_verify(request: Request) -> JSONResponse:
+    services = _services(request)
+    principal = await authenticate(request, services)
+    if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
+        raise Forbidden("reading the audit log needs the staff or superuser role")
+    result = await services.audit.verify(principal.workspace_id)
+    return JSONResponse(
+        {
+            "ok": result.ok,
+            "checked": result.checked,
+            "head_seq": result.head_seq,
+            "broken": None if result.broken is None else str(result.broken),
+        }
+    )
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", health),
+        Route("/api/v1/whoami", whoami),
+        Route("/api/v1/audit/verify", audit_verify),
+    ]

@@ -1,0 +1,52 @@
+"""Assembly of the broker's long-lived parts from the settings: the one place that wires
+database, key, audit log and services together (for the app, the CLI and tests alike)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from broker.audit import AuditLog
+from broker.errors import StoreError
+from broker.keys import load_or_create_key
+from broker.services import Services
+from broker.settings import Settings
+from broker.store.db import Database
+
+__all__ = ["Runtime", "open_runtime"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    services: Services
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Runtime]:
+    """Open the database (migrating it unless told not to) and build the services."""
+    if not settings.database_url:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create data_dir {settings.data_dir}: {exc.strerror}"
+            ) from None
+    key = load_or_create_key(settings.effective_secret_key_file)
+    db = Database(settings.effective_database_url)
+    try:
+        if migrate:
+            await db.migrate()
+        else:
+            state = await db.check()
+            if not state.up_to_date:
+                raise StoreError(
+                    f"database {db.display_url} is at schema {state.current or 'none'}, "
+                    f"this Corral needs {state.head}; run `corral migrate`"
+                )
+        audit = AuditLog(db, key)
+        yield Runtime(settings, db, Services.build(db, audit))
+    finally:
+        await db.dispose()

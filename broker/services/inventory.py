@@ -1,0 +1,242 @@
+"""Servers and server groups: what the agents report, scoped to their workspace."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, delete
+
+from broker.audit import SYSTEM, Actor, Category
+from broker.errors import InvalidInput
+from broker.services.base import Service, fetch, scoped, unique
+from broker.services.directory import NAME
+from broker.store.models import Server, ServerGroup, ServerGroupMembership, ServerStatus
+
+__all__ = ["ServerGroupService", "ServerService"]
+
+
+def server_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InvalidInput("server name must be letters, digits, '.', '_' or '-' (max 100)")
+    return name
+
+
+def validate_tags(tags: dict[str, str]) -> dict[str, str]:
+    for key, value in tags.items():
+        if not NAME.match(key) or not isinstance(value, str) or len(value) > 200:
+            raise InvalidInput(f"bad tag {key[:40]!r}: keys like 'env', values up to 200 chars")
+    return dict(tags)
+
+
+class ServerService(Service):
+    async def create(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        platform: str = "",
+        tags: dict[str, str] | None = None,
+        actor: Actor = SYSTEM,
+    ) -> Server:
+        async with self.db.transaction() as s:
+            server = Server(
+                workspace_id=workspace_id,
+                name=server_name(name),
+                platform=platform[:100],
+                tags=validate_tags(tags or {}),
+            )
+            s.add(server)
+            await unique(s, f"server {name!r}")
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server.created",
+                actor=actor,
+                server_id=server.id,
+                target=name,
+                session=s,
+            )
+            return server
+
+    async def get(self, workspace_id: str, server_id: str) -> Server:
+        async with self.db.transaction() as s:
+            return await fetch(s, Server, workspace_id, server_id)
+
+    async def find_by_name(self, workspace_id: str, name: str) -> Server | None:
+        async with self.db.transaction() as s:
+            return (await s.exec(scoped(Server, workspace_id).where(Server.name == name))).first()
+
+    async def list(self, workspace_id: str) -> builtins.list[Server]:
+        async with self.db.transaction() as s:
+            query = scoped(Server, workspace_id).order_by(col(Server.name))
+            return list((await s.exec(query)).all())
+
+    async def set_tags(
+        self, workspace_id: str, server_id: str, tags: dict[str, str], *, actor: Actor
+    ) -> Server:
+        async with self.db.transaction() as s:
+            server = await fetch(s, Server, workspace_id, server_id)
+            server.tags = validate_tags(tags)
+            s.add(server)
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server.tags_changed",
+                actor=actor,
+                server_id=server.id,
+                details={"tags": server.tags},
+                session=s,
+            )
+            return server
+
+    async def report(
+        self,
+        workspace_id: str,
+        server_id: str,
+        *,
+        status: ServerStatus | None = None,
+        seen_at: datetime | None = None,
+        sysinfo: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> Server:
+        """What the agent hub learns about a server: presence, system info, metrics."""
+        async with self.db.transaction() as s:
+            server = await fetch(s, Server, workspace_id, server_id)
+            if status is not None:
+                server.status = status
+            if seen_at is not None:
+                server.last_seen_at = seen_at
+            if sysinfo is not None:
+                server.sysinfo = sysinfo
+                server.platform = str(sysinfo.get("platform", server.platform))[:100]
+            if metrics is not None:
+                server.metrics = metrics
+            s.add(server)
+            return server
+
+    async def remove(self, workspace_id: str, server_id: str, *, actor: Actor) -> None:
+        async with self.db.transaction() as s:
+            server = await fetch(s, Server, workspace_id, server_id)
+            await s.delete(server)
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server.removed",
+                actor=actor,
+                server_id=server_id,
+                target=server.name,
+                session=s,
+            )
+
+
+class ServerGroupService(Service):
+    async def create(self, workspace_id: str, name: str, *, actor: Actor = SYSTEM) -> ServerGroup:
+        async with self.db.transaction() as s:
+            group = ServerGroup(workspace_id=workspace_id, name=server_name(name))
+            s.add(group)
+            await unique(s, f"server group {name!r}")
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server_group.created",
+                actor=actor,
+                target=group.id,
+                details={"name": name},
+                session=s,
+            )
+            return group
+
+    async def list(self, workspace_id: str) -> builtins.list[ServerGroup]:
+        async with self.db.transaction() as s:
+            query = scoped(ServerGroup, workspace_id).order_by(col(ServerGroup.name))
+            return list((await s.exec(query)).all())
+
+    async def delete(self, workspace_id: str, group_id: str, *, actor: Actor) -> None:
+        async with self.db.transaction() as s:
+            group = await fetch(s, ServerGroup, workspace_id, group_id)
+            await s.exec(
+                delete(ServerGroupMembership).where(
+                    col(ServerGroupMembership.server_group_id) == group.id
+                )
+            )
+            await s.delete(group)
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server_group.deleted",
+                actor=actor,
+                target=group_id,
+                session=s,
+            )
+
+    async def add_server(
+        self, workspace_id: str, group_id: str, server_id: str, *, actor: Actor
+    ) -> None:
+        async with self.db.transaction() as s:
+            await fetch(s, ServerGroup, workspace_id, group_id)
+            await fetch(s, Server, workspace_id, server_id)
+            s.add(
+                ServerGroupMembership(
+                    workspace_id=workspace_id, server_group_id=group_id, server_id=server_id
+                )
+            )
+            await unique(s, "server group membership")
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server_group.server_added",
+                actor=actor,
+                target=group_id,
+                server_id=server_id,
+                session=s,
+            )
+
+    async def remove_server(
+        self, workspace_id: str, group_id: str, server_id: str, *, actor: Actor
+    ) -> None:
+        async with self.db.transaction() as s:
+            await fetch(s, ServerGroup, workspace_id, group_id)
+            query = scoped(ServerGroupMembership, workspace_id).where(
+                ServerGroupMembership.server_group_id == group_id,
+                ServerGroupMembership.server_id == server_id,
+            )
+            membership = (await s.exec(query)).first()
+            if membership is None:
+                raise InvalidInput(f"server {server_id} is not in server group {group_id}")
+            await s.delete(membership)
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "server_group.server_removed",
+                actor=actor,
+                target=group_id,
+                server_id=server_id,
+                session=s,
+            )
+
+    async def servers(self, workspace_id: str, group_id: str) -> builtins.list[Server]:
+        async with self.db.transaction() as s:
+            await fetch(s, ServerGroup, workspace_id, group_id)
+            query = (
+                scoped(Server, workspace_id)
+                .join(ServerGroupMembership, col(ServerGroupMembership.server_id) == col(Server.id))
+                .where(ServerGroupMembership.server_group_id == group_id)
+                .order_by(col(Server.name))
+            )
+            return list((await s.exec(query)).all())
+
+    async def groups_of(self, workspace_id: str, server_id: str) -> builtins.list[ServerGroup]:
+        async with self.db.transaction() as s:
+            await fetch(s, Server, workspace_id, server_id)
+            query = (
+                scoped(ServerGroup, workspace_id)
+                .join(
+                    ServerGroupMembership,
+                    col(ServerGroupMembership.server_group_id) == col(ServerGroup.id),
+                )
+                .where(ServerGroupMembership.server_id == server_id)
+                .order_by(col(ServerGroup.name))
+            )
+            return list((await s.exec(query)).all())

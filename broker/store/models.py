@@ -1,0 +1,352 @@
+"""The domain model: every table the broker keeps, as SQLModel classes.
+
+Every row except a workspace carries ``workspace_id``; services filter on it in every
+query, which is what keeps tenants apart. Secrets are never stored: tokens and credentials
+keep a hash, passwords an argon2id hash. Times are timezone-aware UTC.
+
+This module must never import services or do I/O: it is the schema, shared with Alembic.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "AccessGrant",
+    "AccessLevel",
+    "AgentCredential",
+    "ApiToken",
+    "Approval",
+    "ApprovalStatus",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "GroupMembership",
+    "Recording",
+    "RegistrationToken",
+    "Role",
+    "Server",
+    "ServerGroup",
+    "ServerGroupMembership",
+    "ServerStatus",
+    "SessionStatus",
+    "TerminalSession",
+    "TokenScope",
+    "User",
+    "UserGroup",
+    "Workspace",
+    "new_id",
+    "utcnow",
+]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware UTC datetimes and always gives them back aware (SQLite forgets tzinfo)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    STAFF = "staff"
+    SUPERUSER = "superuser"
+
+
+class AccessLevel(enum.StrEnum):
+    NONE = "none"
+    READ_ONLY = "read-only"
+    TERMINAL = "terminal"
+    FULL = "full"
+
+
+class ServerStatus(enum.StrEnum):
+    PENDING = "pending"
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class SessionStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DETACHED = "detached"
+    CLOSED = "closed"
+    TERMINATED = "terminated"
+
+
+class ApprovalStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+class TokenScope(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+def _enum(kind: type[enum.StrEnum], default: Any = None) -> Any:
+    """Stored as its value in a short string column (no native enum type to migrate)."""
+    column = sa.Enum(
+        kind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
+    if default is None:
+        return Field(sa_type=column)
+    return Field(default=default, sa_type=column)
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def _when() -> Any:
+    return Field(default=None, sa_type=UTCDateTime)
+
+
+def _workspace() -> Any:
+    return Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
+
+
+def _json_dict() -> Any:
+    return Field(default_factory=dict, sa_type=sa.JSON)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_type=sa.JSON)
+
+
+class Workspace(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    created_at: datetime = _created()
+    mfa_required: bool = False
+    mfa_hardware_only: bool = False
+    recording_retention_days: int = 365
+    audit_retention_days: int = 365
+    # Head of the audit chain: lets verify notice events cut off the end of the chain.
+    audit_head_seq: int = 0
+    audit_head_hash: str = Field(default="", max_length=64)
+
+
+class User(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "email"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    email: str = Field(max_length=320)
+    display_name: str = Field(default="", max_length=200)
+    role: Role = _enum(Role, Role.USER)
+    disabled: bool = False
+    password_hash: str | None = None
+    must_change_password: bool = False
+    created_at: datetime = _created()
+    last_login_at: datetime | None = _when()
+
+
+class UserGroup(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    name: str = Field(max_length=100)
+    description: str = ""
+    created_at: datetime = _created()
+
+
+class GroupMembership(SQLModel, table=True):
+    workspace_id: str = _workspace()
+    group_id: str = Field(foreign_key="usergroup.id", primary_key=True, ondelete="CASCADE")
+    user_id: str = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    created_at: datetime = _created()
+
+
+class Server(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    name: str = Field(max_length=100)
+    platform: str = Field(default="", max_length=100)
+    tags: dict[str, str] = _json_dict()
+    status: ServerStatus = _enum(ServerStatus, ServerStatus.PENDING)
+    last_seen_at: datetime | None = _when()
+    sysinfo: dict[str, Any] = _json_dict()
+    metrics: dict[str, Any] = _json_dict()
+    created_at: datetime = _created()
+
+
+class ServerGroup(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    name: str = Field(max_length=100)
+    created_at: datetime = _created()
+
+
+class ServerGroupMembership(SQLModel, table=True):
+    workspace_id: str = _workspace()
+    server_group_id: str = Field(foreign_key="servergroup.id", primary_key=True, ondelete="CASCADE")
+    server_id: str = Field(foreign_key="server.id", primary_key=True, ondelete="CASCADE")
+
+
+class AccessGrant(SQLModel, table=True):
+    """Who may reach which servers at which level: a user or group, and a server selector.
+
+    The selector is one of a name pattern (``production-*``), a server group, or a tag
+    (``env=prod``); the policy layer turns grants into decisions.
+    """
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str | None = Field(default=None, foreign_key="user.id", ondelete="CASCADE")
+    group_id: str | None = Field(default=None, foreign_key="usergroup.id", ondelete="CASCADE")
+    server_pattern: str | None = Field(default=None, max_length=200)
+    server_group_id: str | None = Field(
+        default=None, foreign_key="servergroup.id", ondelete="CASCADE"
+    )
+    server_tag: str | None = Field(default=None, max_length=200)
+    level: AccessLevel = _enum(AccessLevel)
+    unix_users: list[str] = _json_list()
+    created_at: datetime = _created()
+    created_by: str | None = None
+
+
+class TerminalSession(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    server_id: str = Field(foreign_key="server.id", index=True, ondelete="CASCADE")
+    unix_user: str = Field(max_length=64)
+    status: SessionStatus = _enum(SessionStatus, SessionStatus.PENDING)
+    cols: int = 80
+    rows: int = 24
+    credential_id: str | None = None
+    opened_at: datetime = _created()
+    closed_at: datetime | None = _when()
+    close_reason: str | None = None
+
+
+class Recording(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    session_id: str = Field(foreign_key="terminalsession.id", index=True, ondelete="CASCADE")
+    path: str
+    size_bytes: int = 0
+    started_at: datetime = _created()
+    ended_at: datetime | None = _when()
+
+
+class Approval(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    session_id: str | None = Field(
+        default=None, foreign_key="terminalsession.id", ondelete="CASCADE"
+    )
+    requester_id: str = Field(foreign_key="user.id", ondelete="CASCADE")
+    server_id: str | None = Field(default=None, foreign_key="server.id", ondelete="CASCADE")
+    command: str
+    rule_id: str = ""
+    approvers: list[str] = _json_list()
+    status: ApprovalStatus = _enum(ApprovalStatus, ApprovalStatus.PENDING)
+    decided_by: str | None = None
+    decided_at: datetime | None = _when()
+    reason: str = ""
+    created_at: datetime = _created()
+    expires_at: datetime | None = _when()
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal access token: only its SHA-256 is kept; the secret is shown once."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    name: str = Field(max_length=100)
+    scope: TokenScope = _enum(TokenScope)
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = _created()
+    expires_at: datetime | None = _when()
+    last_used_at: datetime | None = _when()
+    revoked_at: datetime | None = _when()
+
+
+class RegistrationToken(SQLModel, table=True):
+    """Single-use, short-lived: an agent trades it for its own credential."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    secret_hash: str = Field(max_length=64)
+    created_by: str | None = None
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _when()
+    server_id: str | None = None
+
+
+class AgentCredential(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    server_id: str = Field(foreign_key="server.id", index=True, ondelete="CASCADE")
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = _created()
+    last_used_at: datetime | None = _when()
+    revoked_at: datetime | None = _when()
+
+
+class AuditEvent(SQLModel, table=True):
+    """One link of a workspace's hash chain; never updated, removed only by a purge."""
+
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: str = _workspace()
+    seq: int
+    ts: datetime = Field(sa_type=UTCDateTime, index=True)
+    category: str = Field(max_length=32, index=True)
+    action: str = Field(max_length=100)
+    outcome: str = Field(max_length=16)
+    actor_type: str = Field(default="", max_length=32)
+    actor_id: str = Field(default="", max_length=64, index=True)
+    credential_id: str = Field(default="", max_length=64)
+    server_id: str = Field(default="", max_length=64, index=True)
+    session_id: str = Field(default="", max_length=64)
+    target: str = Field(default="", max_length=200)
+    details: str = "{}"
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """Left by a retention purge: where the chain now starts, signed by the broker key."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: str = _workspace()
+    through_seq: int
+    last_hash: str = Field(max_length=64)
+    purged_count: int
+    created_at: datetime = _created()
+    signature: str = Field(max_length=64)

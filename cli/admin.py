@@ -1,0 +1,174 @@
+"""Server-side administration commands: they open the database directly, so they run on
+the broker's host with its settings (no network, no token needed)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import ssl
+from importlib.metadata import version as package_version
+
+import uvicorn
+
+from broker.app import create_app
+from broker.bootstrap import initialise
+from broker.errors import CorralError, NotFound, SettingsError
+from broker.runtime import Runtime, open_runtime
+from broker.settings import Settings, load_settings
+from broker.store.models import Role, TokenScope, Workspace
+
+__all__ = ["audit_verify", "check", "init", "migrate", "token", "up", "version"]
+
+
+def _login_hint(settings: Settings, url: str, secret: str) -> str:
+    return (
+        f"  Admin token (shown once, valid 30 days): {secret}\n"
+        f"  Try it:  curl -H 'Authorization: Bearer {secret}' {url}/api/v1/whoami"
+    )
+
+
+async def init(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    async with open_runtime(settings) as rt:
+        result = await initialise(
+            rt.services, workspace_name=args.workspace, admin_email=args.email
+        )
+    if not result.created:
+        print(
+            f"corral: already initialised (workspace {result.workspace.name!r}, superuser "
+            f"{result.admin.email}); nothing changed. "
+            f"A new token: corral token {result.admin.email}"
+        )
+        return 0
+    print(f"Initialised {rt.db.display_url}")
+    print(f"  Workspace {result.workspace.name!r}, superuser {result.admin.email}")
+    assert result.token is not None
+    print(_login_hint(settings, settings.effective_public_url, result.token))
+    return 0
+
+
+async def migrate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    async with open_runtime(settings, migrate=True) as rt:
+        state = await rt.db.check()
+    print(f"database {rt.db.display_url} is at schema {state.head} (up to date)")
+    return 0
+
+
+async def check(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    async with open_runtime(settings, migrate=False) as rt:
+        state = await rt.db.check()
+    print(f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date)")
+    return 0
+
+
+async def _workspace(rt: Runtime, name: str | None) -> Workspace:
+    """The named workspace, or the first one when no name is given."""
+    if name is not None:
+        found = await rt.services.workspaces.find(name)
+        if found is None:
+            raise NotFound("workspace", repr(name))
+        return found
+    workspaces = await rt.services.workspaces.list_all()
+    if not workspaces:
+        raise CorralError("no workspace yet: run `corral init` first")
+    return workspaces[0]
+
+
+async def token(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    async with open_runtime(settings, migrate=False) as rt:
+        workspace = await _workspace(rt, args.workspace)
+        user = await rt.services.users.find_by_email(workspace.id, args.email)
+        if user is None:
+            raise NotFound("user", args.email)
+        scope = TokenScope.ADMIN if user.role == Role.SUPERUSER else TokenScope.WRITE
+        _, secret = await rt.services.tokens.create(
+            workspace.id, user.id, name=args.name, scope=scope, expires_in_days=30
+        )
+    print(_login_hint(settings, settings.effective_public_url, secret))
+    return 0
+
+
+async def audit_verify(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    failed = False
+    async with open_runtime(settings, migrate=False) as rt:
+        if args.workspace is None:
+            workspaces = await rt.services.workspaces.list_all()
+        else:
+            workspaces = [await _workspace(rt, args.workspace)]
+        for workspace in workspaces:
+            result = await rt.services.audit.verify(workspace.id)
+            if result.ok:
+                print(f"{workspace.name}: ok ({result.checked} events, head {result.head_seq})")
+            else:
+                failed = True
+                print(f"{workspace.name}: BROKEN at {result.broken}")
+    return 1 if failed else 0
+
+
+async def version(args: argparse.Namespace) -> int:
+    print(f"corral {package_version('corral')}")
+    return 0
+
+
+def _listen(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise SettingsError(
+            f"CORRAL_PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})"
+        ) from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_config(settings: Settings, rt: Runtime) -> uvicorn.Config:
+    config = uvicorn.Config(
+        create_app(rt),
+        log_level=settings.log_level,
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+        lifespan="off",
+        server_header=False,
+    )
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"CORRAL_TLS_CERT_FILE: cannot load certificate ({exc})") from None
+    if config.ssl is not None:
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+    return config
+
+
+async def up(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    sock = _listen(settings)
+    async with open_runtime(settings) as rt:
+        result = await initialise(rt.services)
+        host, port = sock.getsockname()[:2]
+        scheme = "https" if settings.tls else "http"
+        url = settings.public_url or f"{scheme}://{host}:{port}"
+        print(f"Corral broker listening on {url}  (database: {rt.db.display_url})")
+        if result.token is not None:
+            print(
+                f"  First start: workspace {result.workspace.name!r}, "
+                f"superuser {result.admin.email}"
+            )
+            print(_login_hint(settings, url, result.token))
+        else:
+            print(
+                f"  Log in with your token; a new one for the superuser: "
+                f"corral token {result.admin.email}"
+            )
+        print("  Stop with Ctrl-C.", flush=True)
+        server = uvicorn.Server(_server_config(settings, rt))
+        await server.serve(sockets=[sock])
+    return 0

@@ -1,0 +1,267 @@
+"""Tenancy by construction: every public method of every tenant service, called with
+workspace B on workspace A's rows, neither returns nor changes them.
+
+``test_every_method_is_walked`` fails when a service grows a method without a case here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from broker.audit import Actor
+from broker.errors import AuthenticationFailed, NotFound
+from broker.services import TENANT_SERVICES, Services
+from broker.store.models import AccessLevel, Role, TokenScope
+
+ACTOR = Actor("user", "someone")
+
+
+@dataclass
+class World:
+    ws: str
+    user: str
+    group: str
+    server: str
+    server_group: str
+    grant: str
+    session: str
+    recording: str
+    approval: str
+    token: str
+    token_secret: str
+    credential: str
+    agent_secret: str
+
+
+async def build_world(sv: Services, name: str) -> World:
+    ws = (await sv.workspaces.create(name)).id
+    user = (await sv.users.create(ws, f"alice@{name}.test", role=Role.STAFF)).id
+    approver = (await sv.users.create(ws, f"bob@{name}.test")).id
+    group = (await sv.groups.create(ws, "ops")).id
+    await sv.groups.add_member(ws, group, user, actor=ACTOR)
+    server = (await sv.servers.create(ws, "web-1", tags={"env": "prod"})).id
+    server_group = (await sv.server_groups.create(ws, "web")).id
+    await sv.server_groups.add_server(ws, server_group, server, actor=ACTOR)
+    grant = (
+        await sv.grants.grant(ws, level=AccessLevel.FULL, group_id=group, server_pattern="web-*")
+    ).id
+    session = (
+        await sv.sessions.open(ws, user_id=user, server_id=server, unix_user="deploy", actor=ACTOR)
+    ).id
+    recording = (await sv.recordings.add(ws, session, "/tmp/r.cast")).id
+    approval = (
+        await sv.approvals.request(
+            ws, requester_id=user, command="reboot", approvers=[approver], server_id=server
+        )
+    ).id
+    token, token_secret = await sv.tokens.create(
+        ws, user, name="ci", scope=TokenScope.READ, expires_in_days=30
+    )
+    _, reg_secret = await sv.agents.create_registration_token(ws)
+    _, credential, agent_secret = await sv.agents.register(reg_secret, name="db-1")
+    return World(
+        ws,
+        user,
+        group,
+        server,
+        server_group,
+        grant,
+        session,
+        recording,
+        approval,
+        token.id,
+        token_secret,
+        credential.id,
+        agent_secret,
+    )
+
+
+Case = Callable[[Services, World, World], Awaitable[Any]]
+# Each case calls one method with B's workspace and A's ids and returns what came back;
+# the runner expects NotFound, or a result that holds none of A's rows.
+CASES: dict[str, Case] = {
+    "UserService.create": lambda s, a, b: s.users.create(b.ws, "alice@a.test"),
+    "UserService.get": lambda s, a, b: s.users.get(b.ws, a.user),
+    "UserService.find_by_email": lambda s, a, b: s.users.find_by_email(b.ws, "alice@a.test"),
+    "UserService.list": lambda s, a, b: s.users.list(b.ws),
+    "UserService.set_role": lambda s, a, b: s.users.set_role(b.ws, a.user, Role.USER, actor=ACTOR),
+    "UserService.set_disabled": lambda s, a, b: s.users.set_disabled(
+        b.ws, a.user, True, actor=ACTOR
+    ),
+    "GroupService.create": lambda s, a, b: s.groups.create(b.ws, "ops2"),
+    "GroupService.get": lambda s, a, b: s.groups.get(b.ws, a.group),
+    "GroupService.list": lambda s, a, b: s.groups.list(b.ws),
+    "GroupService.delete": lambda s, a, b: s.groups.delete(b.ws, a.group, actor=ACTOR),
+    "GroupService.add_member": lambda s, a, b: s.groups.add_member(
+        b.ws, b.group, a.user, actor=ACTOR
+    ),
+    "GroupService.remove_member": lambda s, a, b: s.groups.remove_member(
+        b.ws, a.group, a.user, actor=ACTOR
+    ),
+    "GroupService.members": lambda s, a, b: s.groups.members(b.ws, a.group),
+    "GroupService.groups_of": lambda s, a, b: s.groups.groups_of(b.ws, a.user),
+    "ServerService.create": lambda s, a, b: s.servers.create(b.ws, "web-2"),
+    "ServerService.get": lambda s, a, b: s.servers.get(b.ws, a.server),
+    "ServerService.find_by_name": lambda s, a, b: s.servers.find_by_name(b.ws, "nothing-here"),
+    "ServerService.list": lambda s, a, b: s.servers.list(b.ws),
+    "ServerService.set_tags": lambda s, a, b: s.servers.set_tags(b.ws, a.server, {}, actor=ACTOR),
+    "ServerService.report": lambda s, a, b: s.servers.report(b.ws, a.server, metrics={"x": 1}),
+    "ServerService.remove": lambda s, a, b: s.servers.remove(b.ws, a.server, actor=ACTOR),
+    "ServerGroupService.create": lambda s, a, b: s.server_groups.create(b.ws, "web2"),
+    "ServerGroupService.list": lambda s, a, b: s.server_groups.list(b.ws),
+    "ServerGroupService.delete": lambda s, a, b: s.server_groups.delete(
+        b.ws, a.server_group, actor=ACTOR
+    ),
+    "ServerGroupService.add_server": lambda s, a, b: s.server_groups.add_server(
+        b.ws, b.server_group, a.server, actor=ACTOR
+    ),
+    "ServerGroupService.remove_server": lambda s, a, b: s.server_groups.remove_server(
+        b.ws, a.server_group, a.server, actor=ACTOR
+    ),
+    "ServerGroupService.servers": lambda s, a, b: s.server_groups.servers(b.ws, a.server_group),
+    "ServerGroupService.groups_of": lambda s, a, b: s.server_groups.groups_of(b.ws, a.server),
+    "GrantService.grant": lambda s, a, b: s.grants.grant(
+        b.ws, level=AccessLevel.FULL, user_id=a.user, server_pattern="*"
+    ),
+    "GrantService.list": lambda s, a, b: s.grants.list(b.ws, user_id=a.user, group_ids=[a.group]),
+    "GrantService.revoke": lambda s, a, b: s.grants.revoke(b.ws, a.grant, actor=ACTOR),
+    "SessionService.open": lambda s, a, b: s.sessions.open(
+        b.ws, user_id=a.user, server_id=a.server, unix_user="x", actor=ACTOR
+    ),
+    "SessionService.get": lambda s, a, b: s.sessions.get(b.ws, a.session),
+    "SessionService.list": lambda s, a, b: s.sessions.list(b.ws, user_id=a.user),
+    "SessionService.set_status": lambda s, a, b: s.sessions.set_status(b.ws, a.session, "active"),
+    "SessionService.close": lambda s, a, b: s.sessions.close(
+        b.ws, a.session, reason="x", actor=ACTOR
+    ),
+    "RecordingService.add": lambda s, a, b: s.recordings.add(b.ws, a.session, "/tmp/x"),
+    "RecordingService.finish": lambda s, a, b: s.recordings.finish(b.ws, a.recording, 1),
+    "RecordingService.get": lambda s, a, b: s.recordings.get(b.ws, a.recording),
+    "RecordingService.list": lambda s, a, b: s.recordings.list(b.ws, session_id=a.session),
+    "ApprovalService.request": lambda s, a, b: s.approvals.request(
+        b.ws, requester_id=a.user, command="x", approvers=["y"]
+    ),
+    "ApprovalService.get": lambda s, a, b: s.approvals.get(b.ws, a.approval),
+    "ApprovalService.list": lambda s, a, b: s.approvals.list(b.ws),
+    "ApprovalService.decide": lambda s, a, b: s.approvals.decide(
+        b.ws, a.approval, approver=ACTOR, approve=True
+    ),
+    "TokenService.create": lambda s, a, b: s.tokens.create(
+        b.ws, a.user, name="x", scope=TokenScope.ADMIN, expires_in_days=30
+    ),
+    "TokenService.list": lambda s, a, b: s.tokens.list(b.ws, user_id=a.user),
+    "TokenService.revoke": lambda s, a, b: s.tokens.revoke(b.ws, a.token, actor=ACTOR),
+    "AgentService.create_registration_token": lambda s, a, b: s.agents.create_registration_token(
+        b.ws
+    ),
+    "AgentService.credentials": lambda s, a, b: s.agents.credentials(b.ws, a.server),
+    "AgentService.revoke_credential": lambda s, a, b: s.agents.revoke_credential(
+        b.ws, a.credential, actor=ACTOR
+    ),
+    "WorkspaceService.get": lambda s, a, b: s.workspaces.get(b.ws),
+    "WorkspaceService.update_settings": lambda s, a, b: s.workspaces.update_settings(
+        b.ws, actor=ACTOR, mfa_required=True
+    ),
+}
+
+# Methods that take no workspace because they *derive* it from a credential or are the
+# operator's own, unscoped tools; each is checked below to stay inside its workspace.
+DERIVED = {
+    "WorkspaceService.create",
+    "WorkspaceService.find",
+    "WorkspaceService.list_all",
+    "TokenService.authenticate",
+    "AgentService.register",
+    "AgentService.authenticate",
+}
+
+
+def public_methods() -> set[str]:
+    names = set()
+    for cls in TENANT_SERVICES:
+        for name, _member in inspect.getmembers(cls, inspect.iscoroutinefunction):
+            if not name.startswith("_"):
+                names.add(f"{cls.__name__}.{name}")
+    return names
+
+
+def test_every_method_is_walked() -> None:
+    assert public_methods() == set(CASES) | DERIVED
+
+
+def test_scoped_methods_take_the_workspace_first() -> None:
+    for qualified in set(CASES) - {"WorkspaceService.get"}:
+        cls_name, method = qualified.split(".")
+        cls = next(c for c in TENANT_SERVICES if c.__name__ == cls_name)
+        params = list(inspect.signature(getattr(cls, method)).parameters)
+        assert params[1] == "workspace_id", qualified
+
+
+def _ids(world: World) -> set[str]:
+    return {v for k, v in vars(world).items() if k not in ("ws", "token_secret", "agent_secret")}
+
+
+def _leaked(result: Any, a: World) -> set[str]:
+    rows = result if isinstance(result, list | tuple) else [result]
+    found = set()
+    for row in rows:
+        ident = getattr(row, "id", None)
+        if ident in _ids(a):
+            found.add(ident)
+        if getattr(row, "workspace_id", None) == a.ws:
+            found.add(f"row of A: {row!r}")
+    return found
+
+
+async def _snapshot(sv: Services, a: World) -> dict[str, Any]:
+    return {
+        "user": (await sv.users.get(a.ws, a.user)).model_dump(),
+        "users": len(await sv.users.list(a.ws)),
+        "members": [u.id for u in await sv.groups.members(a.ws, a.group)],
+        "server": (await sv.servers.get(a.ws, a.server)).model_dump(),
+        "server_groups": [g.id for g in await sv.server_groups.groups_of(a.ws, a.server)],
+        "grants": [g.id for g in await sv.grants.list(a.ws)],
+        "session": (await sv.sessions.get(a.ws, a.session)).model_dump(),
+        "recording": (await sv.recordings.get(a.ws, a.recording)).model_dump(),
+        "approval": (await sv.approvals.get(a.ws, a.approval)).model_dump(),
+        "tokens": [t.model_dump() for t in await sv.tokens.list(a.ws)],
+        "credentials": [c.model_dump() for c in await sv.agents.credentials(a.ws, a.server)],
+        "workspace": (await sv.workspaces.get(a.ws)).model_dump(
+            exclude={"audit_head_seq", "audit_head_hash"}
+        ),
+    }
+
+
+@pytest.mark.parametrize("method", sorted(CASES))
+async def test_other_workspace_cannot_reach(services: Services, method: str) -> None:
+    a = await build_world(services, "a")
+    b = await build_world(services, "b")
+    before = await _snapshot(services, a)
+    try:
+        result = await CASES[method](services, a, b)
+    except NotFound:
+        result = None
+    assert not _leaked(result, a), method
+    assert await _snapshot(services, a) == before, method
+
+
+async def test_derived_workspace_methods_stay_inside(services: Services) -> None:
+    a = await build_world(services, "a")
+    b = await build_world(services, "b")
+    token, user = await services.tokens.authenticate(a.token_secret)
+    assert token.workspace_id == user.workspace_id == a.ws
+    credential, server = await services.agents.authenticate(b.agent_secret)
+    assert credential.workspace_id == server.workspace_id == b.ws
+    _, reg = await services.agents.create_registration_token(b.ws)
+    registered, _, _ = await services.agents.register(reg, name="db-1")
+    assert registered.workspace_id == b.ws
+    assert registered.id != (await services.servers.find_by_name(a.ws, "db-1")).id  # type: ignore[union-attr]
+    assert (await services.workspaces.find("a")).id == a.ws  # type: ignore[union-attr]
+    assert {w.id for w in await services.workspaces.list_all()} == {a.ws, b.ws}
+    with pytest.raises(AuthenticationFailed):
+        await services.tokens.authenticate(a.token_secret[:-1] + "0")
