@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .base import TextMessage
 from .errors import ValidationError
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Flat system description: hostname, os, kernel, arch, ... -> str/int/float/bool/None.
-SystemInfo = Mapping[str, Union[str, int, float, bool, None]]
+SystemInfo = Mapping[str, object]
 
 _PROTOCOL = label(32, nonempty=True)
 _BYTES = integer(0)
@@ -80,7 +80,7 @@ class Hello(TextMessage):
     agent_id: str = spec(ident)
     secret: str = spec(_secret)
     agent_version: str = spec(label(64, nonempty=True))
-    sysinfo: SystemInfo = spec(system_info)  # noqa: RUF009 - spec() is a field()  # noqa: RUF009 - spec() is a field()
+    sysinfo: SystemInfo = spec(system_info)  # noqa: RUF009 - spec() is a field()
     channels: tuple[str, ...] = optional(ident_list, ())
     protocol: str = optional(_PROTOCOL, PROTOCOL_VERSION)
 

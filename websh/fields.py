@@ -236,20 +236,30 @@ _INFO_TEXT = string(max_len=1024, printable=True)
 
 
 def system_info(value: object, name: str, limits: Limits) -> object:
-    """A flat map of short keys to scalars (hostname, os, kernel, arch, ...)."""
-    result: dict[str, object] = {}
-    for key, item in _object(value, name).items():
-        if _INFO_KEY.fullmatch(key) is None:
-            raise _fail(name, "keys must be 1-64 characters [A-Za-z0-9_.-]")
-        if isinstance(item, str):
-            result[key] = _INFO_TEXT(item, name, limits)
-        elif item is None or isinstance(item, (bool, int)):
-            result[key] = item
-        elif isinstance(item, float):
-            result[key] = number(-math.inf, math.inf)(item, name, limits)
-        else:
-            raise _fail(name, "values must be strings, numbers, booleans or null")
-    return result
+    """Short keys to JSON values: scalars, or lists and maps of them (disks, addresses).
+
+    Nesting, key counts and string lengths are bounded by the codec's limits.
+    """
+    return _info_value(_object(value, name), name, limits)
+
+
+def _info_value(item: object, name: str, limits: Limits) -> object:
+    if isinstance(item, dict):
+        result: dict[str, object] = {}
+        for key, inner in item.items():
+            if not isinstance(key, str) or _INFO_KEY.fullmatch(key) is None:
+                raise _fail(name, "keys must be 1-64 characters [A-Za-z0-9_.-]")
+            result[key] = _info_value(inner, name, limits)
+        return result
+    if isinstance(item, list):
+        return [_info_value(inner, name, limits) for inner in item]
+    if isinstance(item, str):
+        return _INFO_TEXT(item, name, limits)
+    if item is None or isinstance(item, (bool, int)):
+        return item
+    if isinstance(item, float):
+        return number(-math.inf, math.inf)(item, name, limits)
+    raise _fail(name, "values must be JSON objects, arrays, strings, numbers, booleans or null")
 
 
 _LOAD = number(0.0, 1e6)

@@ -141,7 +141,7 @@ INVALID = [
     ("lone surrogate", '{"type":"terminated","reason":"\\ud800"}'),
     ("approvers not list", _json("approval_pending", approval_id="a", approvers="alice")),
     ("approver empty", _json("approval_pending", approval_id="a", approvers=[""])),
-    ("sysinfo nested", _json("sysinfo", info={"disk": {"a": 1}})),
+    ("sysinfo nested bad key", _json("sysinfo", info={"disk": {"a b": 1}})),
     ("sysinfo bad key", _json("sysinfo", info={"has space": 1})),
     (
         "heartbeat zero",
