@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
+from broker.agents.endpoints import agent_routes
+from broker.agents.hub import AgentHub
 from broker.errors import CorralError
 from broker.runtime import Runtime
 
 __all__ = ["create_app"]
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
+    agent_hub = hub or AgentHub(runtime.services)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await agent_hub.close_all()
+
     app = Starlette(
-        routes=routes(),
+        routes=[*routes(), *agent_routes()],
         exception_handlers={
             ApiError: problem_handler,
             CorralError: problem_handler,
             HTTPException: http_problem_handler,
             Exception: problem_handler,
         },
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.services = runtime.services
+    app.state.hub = agent_hub
     return app

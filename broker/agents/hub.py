@@ -1,0 +1,458 @@
+"""The agent hub: who is connected, and the data channels they dial back.
+
+One control connection per server; a newer one replaces the older (close 4010). Presence,
+system info and metrics go to the store; every refusal goes to the audit log of the
+workspace it can be attributed to (a credential's, or the server id the agent claimed)
+and to the security log otherwise. A data channel is opened by asking the agent (on its
+control connection) to dial back with a one-time token; the hub pairs the two.
+
+The hub never decides access: callers have already asked the policy layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from broker.agents.wire import Closed, Wire
+from broker.audit import Actor, Category, Outcome
+from broker.errors import AuthenticationFailed, CorralError
+from broker.services import Services
+from broker.store.models import Server, ServerStatus, new_id
+from websh import (
+    Attach,
+    ChannelHello,
+    ChannelKind,
+    ChannelWelcome,
+    CloseChannel,
+    CloseCode,
+    Connection,
+    ConnectionKind,
+    ErrorMessage,
+    Exit,
+    Hello,
+    Limits,
+    Message,
+    Metrics,
+    OpenChannel,
+    Ping,
+    Side,
+    Stderr,
+    Stdout,
+    SysInfo,
+    Welcome,
+)
+
+__all__ = ["AgentHub", "AgentOffline", "DataChannel", "ExecResult"]
+
+log = logging.getLogger("corral.agents")
+
+CONTROL_PATH = "/agent/v1/control"
+CHANNEL_PATH = "/agent/v1/channel"
+
+
+class AgentOffline(CorralError):
+    """The server's agent is not connected to this broker."""
+
+
+@dataclass
+class AgentLink:
+    server: Server
+    credential_id: str
+    wire: Wire
+    version: str
+    channels: tuple[str, ...]
+    sysinfo: dict[str, Any]
+    last_heard: float = 0.0
+
+
+@dataclass
+class DataChannel:
+    """A paired data channel: the opener sends and receives websh messages on it."""
+
+    channel_id: str
+    kind: ChannelKind
+    wire: Wire
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send(self, message: Message) -> None:
+        await self.wire.send(message)
+
+    async def receive(self) -> Message:
+        return await self.wire.receive()
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        await self.wire.close(code, reason)
+        self.done.set()
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit: Exit
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass
+class _Pending:
+    workspace_id: str
+    server_id: str
+    token: str
+    kind: ChannelKind
+    attach_offset: int | None
+    future: asyncio.Future[DataChannel]
+
+
+class AgentHub:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        heartbeat_interval: float = 15.0,
+        metrics_interval: float = 60.0,
+        hello_timeout: float = 10.0,
+        channel_timeout: float = 15.0,
+        limits: Limits | None = None,
+    ) -> None:
+        self.services = services
+        self.heartbeat_interval = heartbeat_interval
+        self.metrics_interval = metrics_interval
+        self.hello_timeout = hello_timeout
+        self.channel_timeout = channel_timeout
+        self.limits = limits or Limits()
+        self.links: dict[str, AgentLink] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._connected = asyncio.Condition()
+
+    # ----------------------------------------------------------- control side
+
+    async def serve_control(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        wire = Wire(websocket, Connection(ConnectionKind.CONTROL, Side.SERVER, limits=self.limits))
+        source = _peer(websocket)
+        try:
+            hello = await asyncio.wait_for(wire.receive(), self.hello_timeout)
+        except (Closed, TimeoutError) as exc:
+            code = exc.code if isinstance(exc, Closed) else CloseCode.UNAUTHENTICATED
+            await wire.close(code, "hello expected")
+            log.warning("agent from %s refused before hello: close %s", source, int(code))
+            return
+        if not isinstance(hello, Hello):
+            await wire.close(CloseCode.PROTOCOL_ERROR, "hello expected")
+            return
+        link = await self._authenticate(wire, hello, source)
+        if link is None:
+            return
+        await self._attach(link)
+        try:
+            await self._control_loop(link)
+        finally:
+            await self._detach(link)
+
+    async def _authenticate(self, wire: Wire, hello: Hello, source: str) -> AgentLink | None:
+        try:
+            credential, server = await self.services.agents.authenticate(hello.secret)
+            if server.id != hello.agent_id:
+                raise AuthenticationFailed("credential belongs to another server")
+        except AuthenticationFailed as exc:
+            await self._audit_refusal(hello.agent_id, str(exc), source)
+            await wire.send(ErrorMessage(code="unauthenticated", message="agent not recognised"))
+            await wire.close(CloseCode.UNAUTHENTICATED, "unauthenticated")
+            return None
+        await wire.send(
+            Welcome(
+                heartbeat_interval=self.heartbeat_interval, metrics_interval=self.metrics_interval
+            )
+        )
+        return AgentLink(
+            server,
+            credential.id,
+            wire,
+            hello.agent_version,
+            hello.channels,
+            dict(hello.sysinfo),
+            self._now(),
+        )
+
+    async def _audit_refusal(self, claimed_server: str, reason: str, source: str) -> None:
+        """A refused agent is audited in the workspace of the server it claimed to be."""
+        async with self.services.db.transaction() as s:
+            server = await s.get(Server, claimed_server)
+        if server is None:
+            log.warning("unknown agent %r from %s refused: %s", claimed_server[:64], source, reason)
+            return
+        await self.services.audit.emit(
+            server.workspace_id,
+            Category.AUTHENTICATION,
+            "agent.connect_refused",
+            outcome=Outcome.DENIED,
+            actor=Actor("agent", server.id),
+            server_id=server.id,
+            details={"reason": reason, "source": source},
+        )
+
+    async def _attach(self, link: AgentLink) -> None:
+        server = link.server
+        previous = self.links.get(server.id)
+        self.links[server.id] = link
+        if previous is not None:
+            await previous.wire.close(CloseCode.REPLACED, "replaced by a newer connection")
+        await self.services.servers.report(
+            server.workspace_id,
+            server.id,
+            status=ServerStatus.ONLINE,
+            seen_at=self.services.servers.clock(),
+            sysinfo=link.sysinfo or None,
+        )
+        await self.services.audit.emit(
+            server.workspace_id,
+            Category.RESOURCE_ACCESS,
+            "agent.connected",
+            actor=Actor("agent", server.id, link.credential_id),
+            server_id=server.id,
+            details={"version": link.version, "replaced": previous is not None},
+        )
+        async with self._connected:
+            self._connected.notify_all()
+
+    async def _detach(self, link: AgentLink) -> None:
+        server = link.server
+        if self.links.get(server.id) is not link:
+            return  # replaced: the newer link owns the presence
+        del self.links[server.id]
+        with contextlib.suppress(CorralError):
+            await self.services.servers.report(
+                server.workspace_id,
+                server.id,
+                status=ServerStatus.OFFLINE,
+                seen_at=self.services.servers.clock(),
+            )
+            await self.services.audit.emit(
+                server.workspace_id,
+                Category.RESOURCE_ACCESS,
+                "agent.disconnected",
+                actor=Actor("agent", server.id, link.credential_id),
+                server_id=server.id,
+                details={"close_code": link.wire.connection.close_code},
+            )
+
+    async def _control_loop(self, link: AgentLink) -> None:
+        server = link.server
+        watchdog = asyncio.create_task(self._heartbeat(link))
+        try:
+            while True:
+                try:
+                    message = await link.wire.receive()
+                except Closed as closed:
+                    if closed.code not in (
+                        CloseCode.NORMAL,
+                        CloseCode.GOING_AWAY,
+                        CloseCode.REPLACED,
+                    ):
+                        await self._audit_protocol_error(link, closed)
+                    return
+                link.last_heard = self._now()
+                if isinstance(message, SysInfo):
+                    await self.services.servers.report(
+                        server.workspace_id,
+                        server.id,
+                        sysinfo=dict(message.info),
+                        seen_at=self.services.servers.clock(),
+                    )
+                elif isinstance(message, Metrics):
+                    await self.services.servers.report(
+                        server.workspace_id,
+                        server.id,
+                        metrics=_metrics(message),
+                        seen_at=self.services.servers.clock(),
+                    )
+                elif isinstance(message, CloseChannel):
+                    self._fail_pending(message.channel_id, "agent closed the channel")
+                elif isinstance(message, ErrorMessage) and message.channel_id:
+                    self._fail_pending(message.channel_id, message.message)
+        finally:
+            watchdog.cancel()
+
+    async def _heartbeat(self, link: AgentLink) -> None:
+        nonce = 0
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if self._now() - link.last_heard > 3 * self.heartbeat_interval:
+                await link.wire.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+                return
+            nonce += 1
+            with contextlib.suppress(Closed):
+                await link.wire.send(Ping(nonce=nonce, ts=self._now()))
+
+    async def _audit_protocol_error(self, link: AgentLink, closed: Closed) -> None:
+        server = link.server
+        await self.services.audit.emit(
+            server.workspace_id,
+            Category.RESOURCE_ACCESS,
+            "agent.protocol_error",
+            outcome=Outcome.FAILURE,
+            actor=Actor("agent", server.id, link.credential_id),
+            server_id=server.id,
+            details={"close_code": closed.code, "reason": closed.reason},
+        )
+
+    # ----------------------------------------------------------- data channels
+
+    async def open_channel(
+        self,
+        workspace_id: str,
+        server_id: str,
+        kind: ChannelKind,
+        *,
+        user: str,
+        cols: int | None = None,
+        rows: int | None = None,
+        command: str | tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        channel_id: str | None = None,
+        attach_offset: int | None = None,
+    ) -> DataChannel:
+        """Ask the agent to dial back a channel and wait until it has.
+
+        With ``channel_id`` and ``attach_offset`` it re-attaches a terminal the agent kept
+        alive, replaying its output from that offset.
+        """
+        link = self.links.get(server_id)
+        if link is None or link.server.workspace_id != workspace_id:
+            raise AgentOffline(f"server {server_id} has no connected agent")
+        ident = channel_id or new_id()
+        token = secrets.token_hex(24)
+        future: asyncio.Future[DataChannel] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = _Pending(workspace_id, server_id, token, kind, attach_offset, future)
+        try:
+            await link.wire.send(
+                OpenChannel(
+                    channel_id=ident,
+                    kind=kind,
+                    token=token,
+                    path=CHANNEL_PATH,
+                    user=user,
+                    cols=cols,
+                    rows=rows,
+                    command=command,
+                    env=env or {},
+                    timeout=timeout,
+                )
+            )
+            return await asyncio.wait_for(future, self.channel_timeout)
+        except Closed:
+            raise AgentOffline(f"server {server_id}'s agent went away") from None
+        except TimeoutError:
+            raise AgentOffline(f"server {server_id}'s agent did not open the channel") from None
+        finally:
+            self._pending.pop(ident, None)
+
+    def _fail_pending(self, channel_id: str, reason: str) -> None:
+        pending = self._pending.get(channel_id)
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(AgentOffline(reason))
+
+    async def serve_channel(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        wire = Wire(websocket, Connection(ConnectionKind.CHANNEL, Side.SERVER, limits=self.limits))
+        try:
+            hello = await asyncio.wait_for(wire.receive(), self.hello_timeout)
+        except (Closed, TimeoutError):
+            await wire.close(CloseCode.UNAUTHENTICATED, "channel_hello expected")
+            return
+        pending = self._pending.get(hello.channel_id) if isinstance(hello, ChannelHello) else None
+        if (
+            not isinstance(hello, ChannelHello)
+            or pending is None
+            or pending.future.done()
+            or not hmac.compare_digest(hello.token, pending.token)
+        ):
+            log.warning("data channel from %s refused: unknown channel or token", _peer(websocket))
+            await wire.close(CloseCode.UNKNOWN_CHANNEL, "unknown channel")
+            return
+        await wire.send(ChannelWelcome())
+        if pending.attach_offset is not None:
+            await wire.send(Attach(channel_id=hello.channel_id, offset=pending.attach_offset))
+        channel = DataChannel(hello.channel_id, pending.kind, wire)
+        pending.future.set_result(channel)
+        await channel.done.wait()
+
+    async def exec(
+        self,
+        workspace_id: str,
+        server_id: str,
+        command: str | tuple[str, ...],
+        *,
+        user: str,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        max_output: int = 16 * 1024 * 1024,
+    ) -> ExecResult:
+        """Run one command on the server and collect its output and exit status."""
+        channel = await self.open_channel(
+            workspace_id,
+            server_id,
+            ChannelKind.EXEC,
+            user=user,
+            command=command,
+            env=env,
+            timeout=timeout,
+        )
+        out, err = bytearray(), bytearray()
+        try:
+            while True:
+                try:
+                    message = await channel.receive()
+                except Closed as closed:
+                    raise AgentOffline(f"exec channel closed ({closed.code})") from None
+                if isinstance(message, Stdout):
+                    out += message.data[: max(0, max_output - len(out))]
+                elif isinstance(message, Stderr):
+                    err += message.data[: max(0, max_output - len(err))]
+                elif isinstance(message, ErrorMessage):
+                    raise AgentOffline(message.message)
+                elif isinstance(message, Exit):
+                    return ExecResult(message, bytes(out), bytes(err))
+        finally:
+            await channel.close()
+
+    async def wait_connected(self, server_id: str, timeout: float) -> AgentLink:
+        async def present() -> AgentLink:
+            async with self._connected:
+                await self._connected.wait_for(lambda: server_id in self.links)
+                return self.links[server_id]
+
+        return await asyncio.wait_for(present(), timeout)
+
+    async def close_all(self, code: int = CloseCode.SERVICE_RESTART, reason: str = "") -> None:
+        """Graceful shutdown: tell every agent to come back (they reconnect with jitter)."""
+        for link in list(self.links.values()):
+            await link.wire.close(code, reason or "broker restarting")
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else "unknown"
+
+
+def _metrics(message: Metrics) -> dict[str, Any]:
+    return {
+        "ts": message.ts,
+        "cpu_percent": message.cpu,
+        "mem_used": message.mem_used,
+        "mem_total": message.mem_total,
+        "disk_used": message.disk_used,
+        "disk_total": message.disk_total,
+        "load": list(message.load),
+    }

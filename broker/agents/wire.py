@@ -1,0 +1,87 @@
+"""The asyncio adapter between a Starlette WebSocket and a sans-I/O websh Connection.
+
+It moves payloads both ways and turns the protocol's verdicts into WebSocket close codes.
+It must never interpret messages: that is the hub's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from websh import CloseCode, Connection, Message, ProtocolError, State, WebshError
+
+__all__ = ["Closed", "Wire"]
+
+log = logging.getLogger("corral.agents")
+
+
+class Closed(Exception):
+    """The peer went away or the connection was closed; ``code`` says how."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"closed ({code}) {reason}".strip())
+        self.code = code
+        self.reason = reason
+
+
+class Wire:
+    """One WebSocket carrying one websh connection."""
+
+    def __init__(self, websocket: WebSocket, connection: Connection) -> None:
+        self.websocket = websocket
+        self.connection = connection
+        self._pending: list[Message] = []
+        self._send_lock = asyncio.Lock()
+
+    async def receive(self) -> Message:
+        """The next websh message; :class:`Closed` when the peer leaves or breaks protocol."""
+        while not self._pending:
+            try:
+                frame = await self.websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                raise Closed(CloseCode.GOING_AWAY) from None
+            if frame["type"] == "websocket.disconnect":
+                self.connection.close(CloseCode.GOING_AWAY, "peer closed")
+                raise Closed(int(frame.get("code") or CloseCode.GOING_AWAY))
+            payload = frame.get("bytes")
+            if payload is None:
+                payload = frame.get("text") or ""
+            try:
+                self.connection.receive(payload)
+            except ProtocolError as exc:
+                await self.close(exc.code, exc.reason)
+                raise Closed(exc.code, exc.reason) from None
+            except WebshError:
+                await self.close(CloseCode.PROTOCOL_ERROR, "protocol error")
+                raise Closed(CloseCode.PROTOCOL_ERROR) from None
+            self._pending.extend(self.connection.events_received())
+            await self.flush()
+        return self._pending.pop(0)
+
+    async def send(self, message: Message) -> None:
+        if self.connection.state is State.CLOSED:
+            raise Closed(self.connection.close_code or CloseCode.GOING_AWAY)
+        self.connection.send(message)
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self._send_lock:
+            for payload in self.connection.data_to_send():
+                try:
+                    if isinstance(payload, bytes):
+                        await self.websocket.send_bytes(payload)
+                    else:
+                        await self.websocket.send_text(payload)
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    raise Closed(CloseCode.GOING_AWAY) from None
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        self.connection.close(CloseCode(code), reason)
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.websocket.close(code=int(code), reason=self.connection.close_reason)
+            except (RuntimeError, OSError):  # already gone
+                log.debug("close after the peer left")
