@@ -19,7 +19,11 @@ Tree::
     │   ├── InputOverflow      too much unsent keyboard input is queued
     │   └── TooManyTerminals   the terminal table is full
     ├── ExecError              an exec request is invalid (bad environment, bad timeout)
-    └── BuildError             the single-file agent (zipapp) could not be built
+    ├── BuildError             the single-file agent (zipapp) could not be built
+    ├── TransportError         a WebSocket to the broker failed (DNS, TCP, TLS, framing)
+    │   ├── HandshakeError     the broker refused the WebSocket upgrade (HTTP status)
+    │   └── MessageTooLarge    the broker sent a message over the agent's size cap
+    └── RegistrationError      ``corral-agent register`` failed (the broker's detail)
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "ExecError",
+    "HandshakeError",
     "InputOverflow",
+    "MessageTooLarge",
     "PrivilegeError",
+    "RegistrationError",
     "ReplayError",
     "SpawnError",
     "TerminalError",
     "TooManyTerminals",
+    "TransportError",
     "UnknownUser",
     "UserError",
     "UserForbidden",
@@ -91,3 +99,23 @@ class ExecError(AgentError):
 
 class BuildError(AgentError):
     """The single-file agent could not be built."""
+
+
+class TransportError(AgentError):
+    """A WebSocket connection to the broker could not be made or broke."""
+
+
+class HandshakeError(TransportError):
+    """The broker answered the upgrade request with something other than 101."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MessageTooLarge(TransportError):
+    """The broker sent a WebSocket message larger than the agent accepts."""
+
+
+class RegistrationError(AgentError):
+    """Registering this host with the broker failed; the message is the broker's detail."""

@@ -1,0 +1,97 @@
+"""The agent's one event loop: a ``selectors`` selector whose interest set is re-declared.
+
+Every iteration the agent lists what it wants to hear about (file descriptor, read or
+write, callback) and this class brings the selector in line with that list, so a
+connection that opens, pauses for flow control or closes never leaves a stale
+registration behind. The sets are small (a control socket, a few channels, ptys), so
+the O(n) reconciliation costs nothing next to a system call, and needs no threads.
+
+This module must never block longer than the timeout it is given and never swallow an
+exception raised by a callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import time
+from typing import Callable, NamedTuple
+
+__all__ = ["Interest", "Loop"]
+
+Callback = Callable[[], None]
+
+
+class Interest(NamedTuple):
+    """Call ``on_read`` / ``on_write`` (either may be ``None``) when ``fd`` is ready."""
+
+    fd: int
+    on_read: Callback | None = None
+    on_write: Callback | None = None
+
+
+class Loop:
+    """Reconciles declared interests with a selector and dispatches readiness."""
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        self._selector = selector or selectors.DefaultSelector()
+        self._registered: dict[int, int] = {}
+
+    def poll(self, interests: list[Interest], timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds and run the callbacks of ready descriptors."""
+        wanted: dict[int, Interest] = {}
+        for interest in interests:
+            if interest.on_read is None and interest.on_write is None:
+                continue
+            previous = wanted.get(interest.fd)
+            if previous is not None:  # merge two declarations for one descriptor
+                interest = Interest(
+                    interest.fd,
+                    interest.on_read or previous.on_read,
+                    interest.on_write or previous.on_write,
+                )
+            wanted[interest.fd] = interest
+        for fd in list(self._registered):
+            if fd not in wanted:
+                self._forget(fd)
+        for fd, interest in wanted.items():
+            events = (selectors.EVENT_READ if interest.on_read else 0) | (
+                selectors.EVENT_WRITE if interest.on_write else 0
+            )
+            try:
+                if fd in self._registered:
+                    self._selector.modify(fd, events, interest)
+                else:
+                    self._selector.register(fd, events, interest)
+            except (OSError, ValueError, KeyError):
+                # The descriptor was closed and its number reused: register afresh.
+                self._forget(fd)
+                try:
+                    self._selector.register(fd, events, interest)
+                except (OSError, ValueError, KeyError):
+                    continue
+            self._registered[fd] = events
+        if not self._registered:
+            # Nothing to watch: still honour the timeout instead of spinning.
+            if timeout:
+                time.sleep(timeout)
+            return
+        for key, mask in self._selector.select(timeout):
+            interest = key.data
+            assert isinstance(interest, Interest)
+            if mask & selectors.EVENT_WRITE and interest.on_write is not None:
+                interest.on_write()
+            if mask & selectors.EVENT_READ and interest.on_read is not None:
+                interest.on_read()
+
+    def forget(self, fd: int) -> None:
+        """Unregister ``fd`` now (call before closing a descriptor that may be reused)."""
+        self._forget(fd)
+
+    def _forget(self, fd: int) -> None:
+        if self._registered.pop(fd, None) is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(fd)
+
+    def close(self) -> None:
+        self._selector.close()

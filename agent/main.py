@@ -1,0 +1,107 @@
+"""The ``corral-agent`` command: ``register`` this host, then ``run`` the agent.
+
+Expected failures (bad arguments, unreadable config, a broker that says no) print one
+line ``corral-agent: error: ...`` and exit 1; a traceback means a bug. The secret and
+the registration token are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, save_config
+from agent.errors import AgentError
+from agent.sysinfo import system_info
+
+__all__ = ["main"]
+
+PROG = "corral-agent"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(1, f"{PROG}: error: {message}\n")
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"tag {text!r} is not key=value")
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Corral host agent.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    reg = commands.add_parser("register", help="register this host with a broker")
+    reg.add_argument("--url", required=True, help="the broker's https URL")
+    reg.add_argument("--token", required=True, help="one-time registration token")
+    reg.add_argument("--name", default=None, help="server name (default: hostname)")
+    reg.add_argument(
+        "--tag", action="append", type=_tag, default=[], metavar="K=V", help="repeatable"
+    )
+    reg.add_argument("--ca-file", default=None, help="CA bundle that signs the broker")
+    reg.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="config file to write")
+    run = commands.add_parser("run", help="connect to the broker and serve")
+    run.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="config file to read")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _register(args: argparse.Namespace) -> int:
+    from agent.register import register
+
+    name = args.name or socket.gethostname()
+    tags = dict(args.tag)
+    result = register(
+        args.url, args.token, name=name, tags=tags, sysinfo=system_info(), ca_file=args.ca_file
+    )
+    save_config(
+        AgentConfig(
+            broker_url=args.url.rstrip("/"),
+            agent_id=result.server_id,
+            secret=result.secret,
+            name=name,
+            ca_file=args.ca_file,
+            tags=tags,
+        ),
+        args.config,
+    )
+    print(f"registered {result.server_name} as {result.server_id}; credential in {args.config}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.control import Agent
+
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    return Agent(config).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``corral-agent`` and ``python -m agent``; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "register":
+            return _register(args)
+        if args.command == "run":
+            return _run(args)
+    except AgentError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 1
+    parser.print_help(sys.stderr)
+    return 1

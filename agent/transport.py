@@ -1,0 +1,437 @@
+"""A WebSocket client on one non-blocking socket, for the agent's selectors loop.
+
+The agent holds one control connection and one data connection per session, all driven
+by the same ``selectors`` loop (asyncio + ``websockets`` alone would cost ~8 MB of the
+20 MB budget). ``wsproto`` does the HTTP upgrade and the framing without any I/O; this
+module only moves bytes: TCP connect, TLS 1.3 handshake (optionally pinned to a CA file,
+hostname always checked), upgrade, fragment reassembly with a size cap, answering
+WebSocket pings, and the closing handshake.
+
+Use: ``connect()``, register ``fileno()`` for EVENT_READ (plus EVENT_WRITE while
+``wants_write``), call ``on_readable()`` / ``on_writable()`` when the selector says so,
+``check_timeouts()`` when it wakes up, and take complete messages from ``messages()``.
+I/O failures are raised as ``TransportError`` (the caller drops the connection);
+an orderly close by either side sets ``closed`` with ``close_code``/``close_reason``.
+
+This module must never block on the network after ``connect()`` (DNS is the one
+blocking step), never accept a certificate it cannot verify, and never buffer an
+incoming message beyond ``max_message_size``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import socket
+import ssl
+import time
+from typing import Callable, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from agent import __version__
+from agent.errors import HandshakeError, MessageTooLarge, TransportError
+
+__all__ = ["Phase", "WebSocketClient", "client_ssl_context", "websocket_url"]
+
+Payload = Union[str, bytes]
+
+_READ_SIZE = 65536
+_ABNORMAL = 1006
+_TOO_BIG = 1009
+
+
+def websocket_url(broker_url: str, path: str) -> str:
+    """``https://b.example/prefix`` + ``/agent/v1/control`` -> ``wss://b.example/prefix/...``."""
+    parts = urlsplit(broker_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        raise TransportError(f"broker URL {broker_url!r} is not an http(s) URL")
+    if not path.startswith("/"):
+        raise TransportError(f"WebSocket path {path!r} is not absolute")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
+
+
+def client_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """TLS 1.3 only, certificate and hostname verified (system CAs, or ``ca_file`` only)."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(f"cannot load CA file {ca_file!r}: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class Phase(enum.Enum):
+    """Where the client is; ``CLOSED`` is final."""
+
+    NEW = "new"
+    CONNECTING = "connecting"  # TCP connect in progress
+    TLS = "tls"  # TLS handshake in progress
+    UPGRADE = "upgrade"  # HTTP upgrade sent, waiting for 101
+    OPEN = "open"
+    CLOSING = "closing"  # close frame sent or received, finishing
+    CLOSED = "closed"
+
+
+class WebSocketClient:
+    """One client WebSocket over TCP or TLS, without threads or blocking I/O.
+
+    ``ssl_context`` is used for ``wss://`` URLs (default: ``client_ssl_context(ca_file)``).
+    ``clock`` (monotonic seconds) is injected so timeouts are testable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_message_size: int = 2 * 1024 * 1024,
+        connect_timeout: float = 15.0,
+        close_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise TransportError(f"not a ws:// or wss:// URL: {url!r}")
+        self.url = url
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "wss" else 80)
+        self._netloc = parts.netloc.rpartition("@")[2]
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._tls = parts.scheme == "wss"
+        self._ssl_context = ssl_context
+        self._ca_file = ca_file
+        self._max_message_size = max_message_size
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._clock = clock
+        self._sock: socket.socket | None = None
+        self._ws: WSConnection | None = None
+        self._out = bytearray()
+        self._tls_wants_write = False
+        self._fragments: list[Payload] = []
+        self._fragment_size = 0
+        self._messages: list[Payload] = []
+        self._reject_status: int | None = None
+        self._reject_body = bytearray()
+        self._deadline: float | None = None
+        self.phase = Phase.NEW
+        #: Close code and reason: the peer's if it closed first, else ours; 1006 = no close.
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Monotonic time of the last bytes received (for heartbeat supervision).
+        self.last_received = clock()
+
+    def __repr__(self) -> str:
+        return f"WebSocketClient({self.url!r}, {self.phase.value})"
+
+    # ------------------------------------------------------------------ selector API
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise TransportError("not connected")
+        return self._sock.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    @property
+    def open(self) -> bool:
+        """True once the upgrade succeeded and until a close starts."""
+        return self.phase is Phase.OPEN
+
+    @property
+    def wants_write(self) -> bool:
+        if self.phase is Phase.CONNECTING:
+            return True
+        if self.phase is Phase.TLS:
+            return self._tls_wants_write
+        return bool(self._out) and self.phase is not Phase.CLOSED
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued but not yet accepted by the kernel (for flow control)."""
+        return len(self._out)
+
+    def connect(self) -> None:
+        """Resolve the host and start a non-blocking TCP connect."""
+        if self.phase is not Phase.NEW:
+            raise TransportError("connect() called twice")
+        if self._tls and self._ssl_context is None:
+            self._ssl_context = client_ssl_context(self._ca_file)
+        try:
+            infos = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise TransportError(f"cannot resolve {self._host!r}: {exc}") from exc
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except OSError:
+            pass
+        self._sock = sock
+        self._deadline = self._clock() + self._connect_timeout
+        self.phase = Phase.CONNECTING
+        err = sock.connect_ex(address)
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            self.abort()
+            raise TransportError(f"cannot connect to {self._netloc}: {errno.errorcode.get(err)}")
+
+    def on_writable(self) -> None:
+        if self.phase is Phase.CONNECTING:
+            self._finish_tcp_connect()
+        elif self.phase is Phase.TLS:
+            self._tls_handshake()
+        elif self.phase is not Phase.CLOSED:
+            self._flush()
+            self._maybe_finish_close()
+
+    def on_readable(self) -> None:
+        if self.phase is Phase.CONNECTING:
+            self._finish_tcp_connect()
+        elif self.phase is Phase.TLS:
+            self._tls_handshake()
+        elif self.phase is not Phase.CLOSED:
+            self._read()
+            self._maybe_finish_close()
+
+    def deadline(self) -> float | None:
+        """Monotonic time at which ``check_timeouts`` has work, if any."""
+        return self._deadline if self.phase is not Phase.CLOSED else None
+
+    def check_timeouts(self) -> None:
+        """Fail a handshake that takes too long; give up on a peer that never closes."""
+        if self._deadline is None or self.phase is Phase.CLOSED:
+            return
+        if self._clock() < self._deadline:
+            return
+        if self.phase is Phase.CLOSING:
+            self.abort()
+            return
+        if self.phase is not Phase.OPEN:
+            self.abort()
+            raise TransportError(f"timed out connecting to {self._netloc}")
+
+    # ------------------------------------------------------------------ messages
+
+    def messages(self) -> list[Payload]:
+        """Complete messages received since the last call: ``str`` text, ``bytes`` binary."""
+        messages, self._messages = self._messages, []
+        return messages
+
+    def send(self, payload: Payload) -> None:
+        """Queue one message; it is written when the socket is writable."""
+        if self.phase is not Phase.OPEN or self._ws is None:
+            raise TransportError("the WebSocket is not open")
+        if isinstance(payload, str):
+            self._out += self._ws.send(TextMessage(data=payload))
+        else:
+            self._out += self._ws.send(BytesMessage(data=bytes(payload)))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (queued after pending data), or abort if not open."""
+        if self.phase is Phase.OPEN and self._ws is not None:
+            self.close_code, self.close_reason = code, reason
+            reason_bytes = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            self._out += self._ws.send(CloseConnection(code=code, reason=reason_bytes))
+            self.phase = Phase.CLOSING
+            self._deadline = self._clock() + self._close_timeout
+        elif self.phase is not Phase.CLOSING:
+            if self.close_code is None:
+                self.close_code, self.close_reason = code, reason
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the socket now, without a closing handshake."""
+        if self.close_code is None:
+            self.close_code = _ABNORMAL
+        self.phase = Phase.CLOSED
+        self._deadline = None
+        self._out.clear()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _fail(self, message: str, exc: BaseException | None = None) -> TransportError:
+        self.abort()
+        error = TransportError(message)
+        if exc is not None:
+            error.__cause__ = exc
+        return error
+
+    def _finish_tcp_connect(self) -> None:
+        assert self._sock is not None
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise self._fail(f"cannot connect to {self._netloc}: {errno.errorcode.get(err, err)}")
+        if self._tls:
+            assert self._ssl_context is not None
+            try:
+                self._sock = self._ssl_context.wrap_socket(
+                    self._sock, server_hostname=self._host, do_handshake_on_connect=False
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise self._fail(f"TLS setup for {self._netloc} failed: {exc}", exc) from exc
+            self.phase = Phase.TLS
+            self._tls_handshake()
+        else:
+            self._start_upgrade()
+
+    def _tls_handshake(self) -> None:
+        assert isinstance(self._sock, ssl.SSLSocket)
+        try:
+            self._sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._tls_wants_write = False
+            return
+        except ssl.SSLWantWriteError:
+            self._tls_wants_write = True
+            return
+        except ssl.SSLCertVerificationError as exc:
+            detail = exc.verify_message or exc.reason or "certificate not trusted"
+            raise self._fail(f"TLS certificate of {self._netloc} rejected: {detail}", exc) from exc
+        except (ssl.SSLError, OSError) as exc:
+            detail = str(getattr(exc, "reason", None) or exc)
+            raise self._fail(f"TLS handshake with {self._netloc} failed: {detail}", exc) from exc
+        self._tls_wants_write = False
+        self._start_upgrade()
+
+    def _start_upgrade(self) -> None:
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        request = Request(
+            host=self._netloc,
+            target=self._target,
+            extra_headers=[(b"user-agent", f"corral-agent/{__version__}".encode())],
+        )
+        self._out += self._ws.send(request)
+        self.phase = Phase.UPGRADE
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self._sock is not None
+        while self._out:
+            try:
+                sent = self._sock.send(self._out)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                return
+            except ssl.SSLWantReadError:
+                return
+            except (OSError, ssl.SSLError) as exc:
+                raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
+            del self._out[:sent]
+
+    def _read(self) -> None:
+        assert self._sock is not None and self._ws is not None
+        while self.phase is not Phase.CLOSED:
+            try:
+                data = self._sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return
+            except ssl.SSLWantWriteError:
+                return
+            except (OSError, ssl.SSLError) as exc:
+                raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
+            self.last_received = self._clock()
+            if not data:
+                if self.phase in (Phase.UPGRADE,) and self._reject_status is None:
+                    raise self._fail(f"{self._netloc} closed the connection during the upgrade")
+                self._feed(None)
+                self.abort()
+                return
+            self._feed(data)
+
+    def _feed(self, data: bytes | None) -> None:
+        assert self._ws is not None
+        try:
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                self._handle(event)
+        except (LocalProtocolError, RemoteProtocolError) as exc:
+            if self._reject_status is not None:
+                self._raise_rejected()
+            raise self._fail(f"WebSocket protocol error from {self._netloc}: {exc}", exc) from exc
+
+    def _handle(self, event: object) -> None:
+        assert self._ws is not None
+        if isinstance(event, AcceptConnection):
+            self.phase = Phase.OPEN
+            self._deadline = None
+        elif isinstance(event, RejectConnection):
+            self._reject_status = event.status_code
+            if not event.has_body:
+                self._raise_rejected()
+        elif isinstance(event, RejectData):
+            if len(self._reject_body) < 4096:
+                self._reject_body += event.data[: 4096 - len(self._reject_body)]
+            if event.body_finished:
+                self._raise_rejected()
+        elif isinstance(event, (TextMessage, BytesMessage)):
+            self._fragment(event)
+        elif isinstance(event, Ping):
+            if self._ws.state is ConnectionState.OPEN:
+                self._out += self._ws.send(event.response())
+        elif isinstance(event, CloseConnection):
+            if self.phase is not Phase.CLOSING or self.close_code is None:
+                self.close_code, self.close_reason = event.code, event.reason or ""
+            if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                self._out += self._ws.send(event.response())
+            if self.phase is not Phase.CLOSING:
+                self.phase = Phase.CLOSING
+                self._deadline = self._clock() + self._close_timeout
+
+    def _fragment(self, event: TextMessage | BytesMessage) -> None:
+        chunk: Payload = event.data if isinstance(event, TextMessage) else bytes(event.data)
+        self._fragment_size += len(chunk)
+        if self._fragment_size > self._max_message_size:
+            limit = self._max_message_size
+            self.close(_TOO_BIG, "message too big")
+            self._fragments, self._fragment_size = [], 0
+            raise MessageTooLarge(f"{self._netloc} sent a message over {limit} bytes")
+        self._fragments.append(chunk)
+        if event.message_finished:
+            if isinstance(chunk, str):
+                self._messages.append("".join(str(part) for part in self._fragments))
+            else:
+                self._messages.append(b"".join(p for p in self._fragments if isinstance(p, bytes)))
+            self._fragments, self._fragment_size = [], 0
+
+    def _raise_rejected(self) -> None:
+        status = self._reject_status
+        body = bytes(self._reject_body).decode("utf-8", "replace").strip()
+        detail = f": {body[:200]}" if body else ""
+        self.abort()
+        raise HandshakeError(
+            f"{self._netloc} refused the WebSocket upgrade for {self._target}: "
+            f"HTTP {status}{detail}",
+            status,
+        )
+
+    def _maybe_finish_close(self) -> None:
+        """Once both close frames have passed and our bytes are out, drop the socket."""
+        if self.phase is not Phase.CLOSING or self._out or self._ws is None:
+            return
+        if self._ws.state is ConnectionState.CLOSED:
+            self.abort()
