@@ -26,7 +26,14 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Runtime]:
-    """Open the database (migrating it unless told not to) and build the services."""
+    """Open the database (migrating it unless told not to) and build the services.
+
+    Without ``migrate`` nothing is created: a missing embedded database is an error rather
+    than a new empty file, data directory and key.
+    """
+    embedded = settings.data_dir / "corral.db"
+    if not migrate and not settings.database_url and not embedded.exists():
+        raise StoreError(f"no database at {embedded}; run `corral init` first")
     if not settings.database_url:
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -34,7 +41,6 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
             raise StoreError(
                 f"cannot create data_dir {settings.data_dir}: {exc.strerror}"
             ) from None
-    key = load_or_create_key(settings.effective_secret_key_file)
     db = Database(settings.effective_database_url)
     try:
         if migrate:
@@ -46,6 +52,8 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
                     f"database {db.display_url} is at schema {state.current or 'none'}, "
                     f"this Corral needs {state.head}; run `corral migrate`"
                 )
+        # Only once the database is known good, so a failed start leaves no key behind.
+        key = load_or_create_key(settings.effective_secret_key_file)
         audit = AuditLog(db, key)
         yield Runtime(settings, db, Services.build(db, audit))
     finally:

@@ -4,8 +4,12 @@ the broker's host with its settings (no network, no token needed)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import socket
 import ssl
+import threading
+from collections.abc import Iterator
 from importlib.metadata import version as package_version
 
 import uvicorn
@@ -130,6 +134,29 @@ def _listen(settings: Settings) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the stop signal once it has shut down.
+
+    uvicorn re-raises a captured SIGINT after a graceful stop; under ``asyncio.run`` that
+    cancels the main task while it is still closing the database, which then logs a
+    traceback. Ctrl-C (or SIGTERM) is the documented way to stop the broker, so a graceful
+    stop returns normally and the runtime closes cleanly.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stops = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
 def _server_config(settings: Settings, rt: Runtime) -> uvicorn.Config:
     config = uvicorn.Config(
         create_app(rt),
@@ -169,6 +196,6 @@ async def up(args: argparse.Namespace) -> int:
                 f"corral token {result.admin.email}"
             )
         print("  Stop with Ctrl-C.", flush=True)
-        server = uvicorn.Server(_server_config(settings, rt))
+        server = _Server(_server_config(settings, rt))
         await server.serve(sockets=[sock])
     return 0

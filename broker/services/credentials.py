@@ -121,11 +121,13 @@ class TokenService(Service):
         why: str | None = None
         async with self.db.transaction() as s:
             token = await s.get(ApiToken, ident)
-            if token is None or not secret_matches(secret, token.secret_hash):
+            if token is None:
                 raise AuthenticationFailed("invalid token")
             user = await fetch(s, User, token.workspace_id, token.user_id)
             now = self.clock()
-            if token.revoked_at is not None:
+            if not secret_matches(secret, token.secret_hash):
+                why = "wrong secret"  # a real token's id with a guessed secret: audit it
+            elif token.revoked_at is not None:
                 why = "revoked"
             elif token.expires_at is not None and now >= token.expires_at:
                 why = "expired"
@@ -144,7 +146,7 @@ class TokenService(Service):
                 details={"reason": why},
                 session=s,
             )
-        raise AuthenticationFailed(f"token {why}")
+        raise AuthenticationFailed("invalid token" if why == "wrong secret" else f"token {why}")
 
 
 class AgentService(Service):
