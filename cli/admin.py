@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from importlib.metadata import version as package_version
 
 import uvicorn
+from starlette.applications import Starlette
 
+from broker.agents.hub import AgentHub
 from broker.app import create_app
 from broker.bootstrap import initialise
 from broker.errors import CorralError, NotFound, SettingsError
@@ -143,6 +145,15 @@ class _Server(uvicorn.Server):
     stop returns normally and the runtime closes cleanly.
     """
 
+    def __init__(self, config: uvicorn.Config, hub: AgentHub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Agents and their data channels first: uvicorn would otherwise wait for them.
+        await self.hub.close_all()
+        await super().shutdown(sockets)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
@@ -157,13 +168,15 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _server_config(settings: Settings, rt: Runtime) -> uvicorn.Config:
+def _server_config(settings: Settings, app: Starlette) -> uvicorn.Config:
     config = uvicorn.Config(
-        create_app(rt),
+        app,
         log_level=settings.log_level,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        lifespan="off",
+        lifespan="on",
+        ws_max_size=2 * 1024 * 1024,
+        timeout_graceful_shutdown=10,
         server_header=False,
     )
     try:
@@ -196,6 +209,7 @@ async def up(args: argparse.Namespace) -> int:
                 f"corral token {result.admin.email}"
             )
         print("  Stop with Ctrl-C.", flush=True)
-        server = _Server(_server_config(settings, rt))
+        hub = AgentHub(rt.services)
+        server = _Server(_server_config(settings, create_app(rt, hub=hub)), hub)
         await server.serve(sockets=[sock])
     return 0

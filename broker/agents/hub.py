@@ -73,7 +73,7 @@ class AgentLink:
     last_heard: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class DataChannel:
     """A paired data channel: the opener sends and receives websh messages on it."""
 
@@ -129,6 +129,7 @@ class AgentHub:
         self.limits = limits or Limits()
         self.links: dict[str, AgentLink] = {}
         self._pending: dict[str, _Pending] = {}
+        self.channels: set[DataChannel] = set()
         self._connected = asyncio.Condition()
 
     # ----------------------------------------------------------- control side
@@ -383,7 +384,11 @@ class AgentHub:
             await wire.send(Attach(channel_id=hello.channel_id, offset=pending.attach_offset))
         channel = DataChannel(hello.channel_id, pending.kind, wire)
         pending.future.set_result(channel)
-        await channel.done.wait()
+        self.channels.add(channel)
+        try:
+            await channel.done.wait()
+        finally:
+            self.channels.discard(channel)
 
     async def exec(
         self,
@@ -433,7 +438,10 @@ class AgentHub:
         return await asyncio.wait_for(present(), timeout)
 
     async def close_all(self, code: int = CloseCode.SERVICE_RESTART, reason: str = "") -> None:
-        """Graceful shutdown: tell every agent to come back (they reconnect with jitter)."""
+        """Graceful shutdown: end every data channel and tell every agent to come back
+        (they reconnect with jitter; terminals wait on the host for their grace period)."""
+        for channel in list(self.channels):
+            await channel.close(code, reason or "broker restarting")
         for link in list(self.links.values()):
             await link.wire.close(code, reason or "broker restarting")
 

@@ -35,6 +35,7 @@ class Wire:
         self.connection = connection
         self._pending: list[Message] = []
         self._send_lock = asyncio.Lock()
+        self._closing: asyncio.Task[None] | None = None
 
     async def receive(self) -> Message:
         """The next websh message; :class:`Closed` when the peer leaves or breaks protocol."""
@@ -79,9 +80,18 @@ class Wire:
                     raise Closed(CloseCode.GOING_AWAY) from None
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close with ``code``; never waits for the peer's half of the closing handshake.
+
+        A peer that already left (or never answers) would otherwise hold the caller for
+        the transport's close timeout, so the handshake finishes in the background.
+        """
         self.connection.close(CloseCode(code), reason)
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            try:
-                await self.websocket.close(code=int(code), reason=self.connection.close_reason)
-            except (RuntimeError, OSError):  # already gone
-                log.debug("close after the peer left")
+        if self._closing is None and self.websocket.application_state == WebSocketState.CONNECTED:
+            self._closing = asyncio.create_task(self._close_socket(int(code)))
+            await asyncio.sleep(0)
+
+    async def _close_socket(self, code: int) -> None:
+        try:
+            await self.websocket.close(code=code, reason=self.connection.close_reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):  # already gone
+            log.debug("close after the peer left")
