@@ -230,3 +230,61 @@ async def test_install_script_and_agent_file_are_served(broker: Broker) -> None:
     assert broker.url in script.text
     assert pyz.status_code == 200
     assert pyz.content[:2] == b"#!"
+
+
+class SimulatedAgent:
+    """A websh control client with a real credential, for what a real agent never does."""
+
+    def __init__(self, broker: Broker, server_id: str, secret: str) -> None:
+        self.url = broker.url.replace("http", "ws") + "/agent/v1/control"
+        self.hello = Hello(agent_id=server_id, secret=secret, agent_version="sim", sysinfo={})
+
+    async def connect(self) -> websockets.ClientConnection:
+        ws = await websockets.connect(self.url)
+        client = Connection(ConnectionKind.CONTROL, Side.CLIENT)
+        client.send(self.hello)
+        for payload in client.data_to_send():
+            await ws.send(payload)
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert welcome["type"] == "welcome"
+        return ws
+
+
+async def _registered_directly(broker: Broker, name: str) -> tuple[str, str]:
+    token = await broker.registration_token()
+    server, _, secret = await broker.runtime.services.agents.register(token, name=name)
+    return server.id, secret
+
+
+async def test_newer_connection_replaces_older(broker: Broker) -> None:
+    server_id, secret = await _registered_directly(broker, "sim-1")
+    sim = SimulatedAgent(broker, server_id, secret)
+    first = await sim.connect()
+    second = await sim.connect()
+    with pytest.raises(websockets.ConnectionClosed) as info:
+        while True:
+            await asyncio.wait_for(first.recv(), 5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4010
+    assert broker.hub.links[server_id].version == "sim"
+    await second.close()
+
+
+async def test_authenticated_agent_breaking_protocol_is_closed_and_audited(
+    broker: Broker,
+) -> None:
+    server_id, secret = await _registered_directly(broker, "sim-2")
+    sim = SimulatedAgent(broker, server_id, secret)
+    for payload, code in (
+        ("{nope", 4000),
+        (json.dumps({"type": "launch_missiles"}), 4004),
+        (b"\x7f" + b"x" * 2_000_000, 1009),
+    ):
+        ws = await sim.connect()
+        await ws.send(payload)
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code in (code, 4008), payload[:20]
+    events = await broker.runtime.services.audit.events(broker.workspace_id, server_id=server_id)
+    assert [e.action for e in events].count("agent.protocol_error") >= 2
