@@ -18,7 +18,6 @@ broker beyond a short code and message.
 from __future__ import annotations
 
 import enum
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,6 +32,7 @@ from agent.errors import (
     UserError,
 )
 from agent.execute import ExecResult, Execution
+from agent.log import log
 from agent.loop import Interest
 from agent.spawn import ExitStatus
 from agent.terminal import Terminal, TerminalTable
@@ -62,8 +62,6 @@ from websh import (
 )
 
 __all__ = ["Channel", "ChannelContext", "ExecChannel", "TerminalChannel"]
-
-log = logging.getLogger("corral.agent")
 
 #: Stop reading a pty / pipe while this much is queued for the broker; resume below LOW.
 HIGH_WATER = 256 * 1024

@@ -17,7 +17,6 @@ channel take the control connection (or the other sessions) down.
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import socket
 import time
@@ -39,6 +38,7 @@ from agent.channels import (
 from agent.config import AgentConfig
 from agent.errors import TerminalError, TransportError
 from agent.execute import Execution
+from agent.log import log
 from agent.loop import Interest, Loop
 from agent.metrics import MetricsSource
 from agent.spawn import ExitStatus
@@ -68,8 +68,6 @@ from websh import (
 )
 
 __all__ = ["CONTROL_PATH", "Agent"]
-
-log = logging.getLogger("corral.agent")
 
 CONTROL_PATH = "/agent/v1/control"
 _MAX_WAIT = 1.0  # wake at least this often to reap children and check timers

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,28 @@ from agent.users import UnixUser
 __all__ = ["ExecResult", "Execution"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def which(name: str, path: str) -> str | None:
+    """The first executable ``name`` on ``path``, as ``shutil.which(name, path=path)``.
+
+    Kept here so the agent does not import ``shutil`` (and with it ``bz2``/``lzma``) just
+    for this: an existing, executable, non-directory file; empty entries mean the current
+    directory; repeated directories are tried once.
+    """
+    seen: set[str] = set()
+    for directory in path.split(os.pathsep) if path else ():
+        if directory in seen:
+            continue
+        seen.add(directory)
+        candidate = os.path.join(directory, name)
+        if (
+            os.path.exists(candidate)
+            and os.access(candidate, os.F_OK | os.X_OK)
+            and not os.path.isdir(candidate)
+        ):
+            return candidate
+    return None
 
 
 class ExecResult(NamedTuple):
@@ -106,7 +127,7 @@ class Execution:
             argv = list(command)
             if not argv or not argv[0]:
                 raise ExecError("empty command")
-            found = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=full_env["PATH"])
+            found = argv[0] if "/" in argv[0] else which(argv[0], full_env["PATH"])
             if found is None:
                 raise ExecError(f"command not found: {argv[0]!r}")
             executable = found

@@ -7,28 +7,26 @@ the registration token are never printed.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, save_config
 from agent.errors import AgentError
-from agent.sysinfo import system_info
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["main"]
 
 PROG = "corral-agent"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(1, f"{PROG}: error: {message}\n")
-
-
 def _tag(text: str) -> tuple[str, str]:
+    import argparse
+
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"tag {text!r} is not key=value")
@@ -36,6 +34,14 @@ def _tag(text: str) -> tuple[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # argparse (with gettext) is imported only here: the service's own command line,
+    # ``run --config PATH``, is read by ``_service_args`` and never needs it.
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.exit(1, f"{PROG}: error: {message}\n")
+
     parser = _Parser(prog=PROG, description="Corral host agent.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -54,8 +60,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_args(argv: Sequence[str]) -> tuple[str, bool] | None:
+    """``(config, verbose)`` for the plain forms of ``run [--config PATH] [-v]``, else None.
+
+    This is how systemd starts the agent; anything else (abbreviations, ``--help``, errors)
+    returns None and goes through argparse, so the two always agree.
+    """
+    if not argv or argv[0] != "run":
+        return None
+    config, verbose = DEFAULT_CONFIG_PATH, False
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-v", "--verbose"):
+            verbose = True
+        elif arg == "--config" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            i += 1
+            config = argv[i]
+        elif arg.startswith("--config=") and len(arg) > len("--config="):
+            config = arg[len("--config=") :]
+        else:
+            return None
+        i += 1
+    return config, verbose
+
+
 def _register(args: argparse.Namespace) -> int:
     from agent.register import register
+    from agent.sysinfo import system_info
 
     name = args.name or socket.gethostname()
     tags = dict(args.tag)
@@ -77,20 +109,26 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(config_path: str, verbose: bool) -> int:
     from agent.control import Agent
+    from agent.log import configure
 
-    config = load_config(args.config)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    config = load_config(config_path)
+    configure(verbose=verbose)
     return Agent(config).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``corral-agent`` and ``python -m agent``; returns the exit status."""
+    service = _service_args(sys.argv[1:] if argv is None else argv)
+    if service is not None:
+        try:
+            return _run(*service)
+        except AgentError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 1
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -100,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "register":
             return _register(args)
         if args.command == "run":
-            return _run(args)
+            return _run(args.config, args.verbose)
     except AgentError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
