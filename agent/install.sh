@@ -93,11 +93,18 @@ else
 fi
 "$@" "$BROKER_URL/agent/corral-agent.pyz" || die "download of $BROKER_URL/agent/corral-agent.pyz failed"
 [ -s "$TMP" ] || die "downloaded agent is empty"
+# Bytecode for this python3 inside the archive: without it every start compiles the agent
+# from source, which leaves about 1 MiB more in the running agent. Optional: on failure
+# the archive runs from source.
+"$PYTHON" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1]); from agent.build import add_bytecode; add_bytecode(sys.argv[1], runtime_path=sys.argv[2])' "$TMP" "$PYZ" 2>/dev/null \
+    || echo "corral-agent install: warning: could not precompile $PYZ; it will run from source" >&2
 chmod 0755 "$TMP" && mv -f "$TMP" "$ROOT$PYZ" || die "cannot install $ROOT$PYZ"
 
+# -I -S: no site module, no site-packages, no PYTHON* variables; the archive holds
+# everything the agent imports, and skipping site saves the agent about 0.6 MiB.
 cat > "$ROOT$WRAPPER" <<EOF || die "cannot write $ROOT$WRAPPER"
 #!/bin/sh
-exec '$PYTHON' '$PYZ' "\$@"
+exec '$PYTHON' -I -S '$PYZ' "\$@"
 EOF
 chmod 0755 "$ROOT$WRAPPER" || die "cannot chmod $ROOT$WRAPPER"
 
@@ -110,7 +117,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart=$WRAPPER run --config $CONFIG
+ExecStart=$PYTHON -I -S $PYZ run --config $CONFIG
 Restart=on-failure
 RestartSec=5
 KillMode=process
@@ -120,7 +127,7 @@ WantedBy=multi-user.target
 EOF
 
 if [ "$REGISTER" = 1 ]; then
-    set -- "$PYTHON" "$ROOT$PYZ" register --url "$BROKER_URL" --token "$TOKEN" --config "$ROOT$CONFIG"
+    set -- "$PYTHON" -I -S "$ROOT$PYZ" register --url "$BROKER_URL" --token "$TOKEN" --config "$ROOT$CONFIG"
     [ -n "$NAME" ] && set -- "$@" --name "$NAME"
     [ -n "$CA_FILE" ] && set -- "$@" --ca-file "$CA_FILE"
     OLDIFS=$IFS

@@ -99,14 +99,28 @@ def test_install_into_throwaway_root(broker: str, tmp_path: Path, pyz: Path, she
     result = run_install(broker, tmp_path, "--root", str(root), "--no-register", "--tag", "a=b")
     assert result.returncode == 0, result.stderr
     installed = root / "usr/local/lib/corral/corral-agent.pyz"
-    assert installed.read_bytes() == pyz.read_bytes()
+    # The download plus bytecode for the installing python3 (``add_bytecode``).
+    served, got = zipfile.ZipFile(pyz), zipfile.ZipFile(installed)
+    sources = [n for n in got.namelist() if not n.endswith(".pyc")]
+    assert sources == served.namelist()
+    assert all(got.read(n) == served.read(n) for n in sources)
+    assert {n + "c" for n in sources if n.endswith(".py")} == {
+        n for n in got.namelist() if n.endswith(".pyc")
+    }
+    assert installed.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    version = subprocess.run(
+        [sys.executable, "-I", "-S", str(installed), "--version"],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert version.stdout.startswith("corral-agent "), version.stderr
     wrapper = (root / "usr/local/bin/corral-agent").read_text()
-    assert "/usr/local/lib/corral/corral-agent.pyz" in wrapper
+    assert "-I -S '/usr/local/lib/corral/corral-agent.pyz'" in wrapper
     assert os.access(root / "usr/local/bin/corral-agent", os.X_OK)
     unit = (root / "etc/systemd/system/corral-agent.service").read_text()
     assert "Restart=on-failure" in unit
     assert "KillMode=process" in unit
-    assert "ExecStart=/usr/local/bin/corral-agent run --config /etc/corral/agent.toml" in unit
+    start = "-I -S /usr/local/lib/corral/corral-agent.pyz run --config /etc/corral/agent.toml"
+    assert start in unit
     assert "systemctl skipped" in result.stdout
     assert not list(root.glob("usr/local/lib/corral/*.download.*"))
 
