@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from importlib.metadata import version as package_version
 
 import uvicorn
@@ -23,7 +24,7 @@ from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
 
-__all__ = ["audit_verify", "check", "init", "migrate", "token", "up", "version"]
+__all__ = ["audit_purge", "audit_verify", "check", "init", "migrate", "token", "up", "version"]
 
 
 def _login_hint(settings: Settings, url: str, secret: str) -> str:
@@ -113,6 +114,24 @@ async def audit_verify(args: argparse.Namespace) -> int:
                 failed = True
                 print(f"{workspace.name}: BROKEN at {result.broken}")
     return 1 if failed else 0
+
+
+async def audit_purge(args: argparse.Namespace) -> int:
+    """Apply each workspace's audit retention; the purge leaves a signed checkpoint."""
+    settings = load_settings()
+    async with open_runtime(settings, migrate=False) as rt:
+        if args.workspace is None:
+            workspaces = await rt.services.workspaces.list_all()
+        else:
+            workspaces = [await _workspace(rt, args.workspace)]
+        for workspace in workspaces:
+            cutoff = rt.services.audit.clock() - timedelta(days=workspace.audit_retention_days)
+            removed = await rt.services.audit.purge(workspace.id, before=cutoff)
+            print(
+                f"{workspace.name}: removed {removed} events older than "
+                f"{workspace.audit_retention_days} days"
+            )
+    return 0
 
 
 async def version(args: argparse.Namespace) -> int:

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="verify every workspace's hash chain")
     verify.add_argument("--workspace", default=None, help="only this workspace (name)")
     verify.set_defaults(run=admin.audit_verify)
+    purge = audit_commands.add_parser(
+        "purge", help="remove events older than each workspace's retention (signed checkpoint)"
+    )
+    purge.add_argument("--workspace", default=None, help="only this workspace (name)")
+    purge.set_defaults(run=admin.audit_purge)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=admin.version)

@@ -532,3 +532,23 @@ def test_postgres_foreign_tables_refused(tmp_path: Path, pg_url: str) -> None:
     )
     assert tables == [[("invoices",)]]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_audit_purge_applies_retention_and_chain_still_verifies(
+    copy_of_initialised: Path,
+) -> None:
+    cwd = copy_of_initialised
+    conn = sqlite3.connect(cwd / ".corral" / "corral.db")
+    conn.execute("UPDATE workspace SET audit_retention_days = 30")
+    conn.execute("UPDATE auditevent SET ts = '2020-01-01 00:00:00.000000'")
+    conn.commit()
+    conn.close()
+    purge, verify, again = (
+        corral_each([(cwd, args, {})])[0]
+        for args in (["audit", "purge"], ["audit", "verify"], ["audit", "purge"])
+    )
+    assert purge.code == 0, purge
+    assert purge.out.strip() == "default: removed 3 events older than 30 days"
+    assert verify.code == 0, verify
+    assert verify.out.startswith("default: ok (1 events")
+    assert again.out.strip() == "default: removed 0 events older than 30 days"
