@@ -2,7 +2,8 @@
 
 Mirrors ``tests/integration/conftest.py``: SQLite in a temporary directory, the bootstrap
 workspace, uvicorn serving a socket bound to 127.0.0.1 so the broker can be stopped and
-started again on the same port.
+started again on the same port. With ``tls=(certfile, keyfile)`` uvicorn serves HTTPS/WSS
+(as in production) and the public URL is ``https://``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Broker:
     workspace_id: str
     make_hub: Callable[[Runtime], AgentHub]
     hub: AgentHub | None = None
+    tls: tuple[str, str] | None = None  # (certfile, keyfile)
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
     starts: int = field(default=0)
@@ -58,6 +60,8 @@ class Broker:
             lifespan="on",
             log_level="error",
             ws_max_size=2 * 1024 * 1024,
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
         )
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[bind(self.port)]))
@@ -79,27 +83,31 @@ class Broker:
 
 @asynccontextmanager
 async def running_broker(
-    data_dir: Path, make_hub: Callable[[Runtime], AgentHub] | None = None
+    data_dir: Path,
+    make_hub: Callable[[Runtime], AgentHub] | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> AsyncIterator[Broker]:
     probe = bind()
     port = probe.getsockname()[1]
     probe.close()
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     settings = load_settings(
         {
             "CORRAL_DATA_DIR": str(data_dir / "broker"),
             "CORRAL_PORT": str(port),
-            "CORRAL_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "CORRAL_PUBLIC_URL": url,
         },
         cwd=data_dir,
     )
     async with open_runtime(settings) as runtime:
         init = await initialise(runtime.services)
         broker = Broker(
-            f"http://127.0.0.1:{port}",
+            url,
             port,
             runtime,
             init.workspace.id,
             make_hub or (lambda rt: AgentHub(rt.services)),
+            tls=tls,
         )
         await broker.start()
         try:

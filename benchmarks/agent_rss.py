@@ -1,9 +1,20 @@
 """Resident memory of a real agent process, idle and busy, against the 20 MB promise.
 
 A real broker runs in this process (uvicorn on loopback, SQLite in a temporary directory).
-A real agent is registered (``python -m agent register``) and run (``python -m agent
-run``); the single-file agent (``GET /agent/corral-agent.pyz``, run with ``python3
-corral-agent.pyz run``) is measured the same way. For each:
+Three forms of the agent are measured:
+
+* production: the broker serves HTTPS/WSS (TLS 1.3, a ``trustme`` certificate); the agent
+  is installed by the broker's own ``GET /agent/install.sh`` (``--root`` a temporary
+  directory, ``--no-register``, ``--ca-file`` the trustme CA), so it is the downloaded
+  ``corral-agent.pyz`` with bytecode added for the installing ``python3``; it is
+  registered with ``--ca-file`` and run exactly as the systemd unit's ``ExecStart`` says
+  (``python3 -I -S corral-agent.pyz run --config ...``, paths under the root). The
+  installer's ``python3`` is ``/usr/bin/python3`` if present, else this interpreter;
+* ``python -m agent`` (venv, source tree) against a plain-HTTP broker, for comparison;
+* ``python3 corral-agent.pyz`` (the plain download, with site, no bytecode) against the
+  plain-HTTP broker, as measured before the installer changed.
+
+For each:
 
 * idle: ``VmRSS`` / ``VmHWM`` from ``/proc/PID/status`` after 5 s connected;
 * busy: 4 concurrent terminals (``hub.open_channel(TERMINAL, user="root")``) each running
@@ -11,21 +22,25 @@ corral-agent.pyz run``) is measured the same way. For each:
   (``seq``) at the same time; ``VmRSS`` sampled every 100 ms, median and max reported;
   ``VmHWM`` (peak RSS of the process's life) read at the end.
 
-Only the agent process itself is measured (not the shells and commands it spawns).
+Only the agent process itself is measured (not the shells and commands it spawns). Idle
+RSS is also split into anonymous memory and file-backed pages (the interpreter binary and
+shared libraries such as libcrypto, shared with other processes but counted in RSS).
 Prints figures; asserts nothing. Usage::
 
-    .venv/bin/python benchmarks/agent_rss.py [--runs 3] [--skip-pyz]
+    .venv/bin/python benchmarks/agent_rss.py [--runs 3] [--skip-pyz] [--skip-plain]
 """
 
 # Harness code: short blocking file and process calls outside the measured paths.
-# ruff: noqa: ASYNC220, ASYNC221, ASYNC240
+# ruff: noqa: ASYNC220, ASYNC240
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import shlex
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -36,9 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import trustme
 from _broker import ROOT, Broker, running_broker
 
-from broker.agents.hub import AgentHub, DataChannel
+from broker.agents.hub import DataChannel
 from broker.agents.wire import Closed
 from websh import ChannelKind, Exit, Input, Output
 
@@ -55,7 +71,7 @@ def status_mib(pid: int) -> dict[str, float]:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
     return values
 
@@ -68,12 +84,15 @@ class Variant:
     log: Path
     cwd: Path = ROOT
     server_id: str = ""
+    register_args: tuple[str, ...] = ()
 
 
 @dataclass
 class Sample:
     idle_rss: float
     idle_hwm: float
+    idle_anon: float
+    idle_file: float
     busy_median: float
     busy_max: float
     busy_hwm: float
@@ -95,6 +114,7 @@ def register(broker_url: str, token: str, variant: Variant, name: str) -> str:
             str(variant.config),
             "--name",
             name,
+            *variant.register_args,
         ],
         cwd=variant.cwd,
         capture_output=True,
@@ -180,6 +200,8 @@ async def measure(broker: Broker, variant: Variant) -> Sample:
         return Sample(
             idle_rss=idle["VmRSS"],
             idle_hwm=idle["VmHWM"],
+            idle_anon=idle["RssAnon"],
+            idle_file=idle["RssFile"],
             busy_median=statistics.median(samples),
             busy_max=max(samples),
             busy_hwm=end["VmHWM"],
@@ -209,90 +231,163 @@ def baseline_mib(argv: list[str], code: str, cwd: Path, env: dict[str, str] | No
     return f"{int(done.stdout.split()[-1]) / 1024:.1f}"
 
 
-async def fetch_pyz(broker: Broker, target: Path) -> None:
-    async with httpx.AsyncClient(timeout=120) as client:
-        response = await client.get(f"{broker.url}/agent/corral-agent.pyz")
+async def fetch(broker: Broker, path: str, target: Path, ca_file: Path | None = None) -> None:
+    verify: ssl.SSLContext | bool = True
+    if ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(ca_file))
+    async with httpx.AsyncClient(timeout=120, verify=verify) as client:
+        response = await client.get(f"{broker.url}{path}")
         response.raise_for_status()
         target.write_bytes(response.content)
 
 
+def install(script: Path, root: Path, ca_file: Path, python3: str) -> list[str]:
+    """Run the broker's install.sh into ``root``; return the unit's ExecStart argv prefix.
+
+    The prefix is everything before ``run`` in ``ExecStart``, with the archive's path put
+    under ``root``: the agent is then started exactly as systemd would start it.
+    """
+    path = f"{os.path.dirname(python3)}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    done = subprocess.run(
+        ["sh", str(script), "--root", str(root), "--no-register", "--ca-file", str(ca_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": path, "HOME": str(root)},
+    )
+    if done.returncode != 0 or "warning" in done.stderr:
+        raise RuntimeError(f"install.sh failed or warned: {done.stderr or done.stdout}")
+    unit = (root / "etc/systemd/system/corral-agent.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start[len("ExecStart=") :])
+    prefix = argv[: argv.index("run")]
+    return [str(root) + a if a.endswith(".pyz") else a for a in prefix]
+
+
+async def measure_variants(
+    broker: Broker, variants: list[Variant], runs_wanted: int
+) -> list[tuple[Variant, list[Sample]]]:
+    measured: list[tuple[Variant, list[Sample]]] = []
+    for i, variant in enumerate(variants):
+        token = await broker.registration_token()
+        try:
+            variant.server_id = await asyncio.to_thread(
+                register, broker.url, token, variant, f"bench-{variant.config.parent.name}-{i}"
+            )
+        except RuntimeError as exc:
+            print(f"{variant.label} not measured: {exc}")
+            continue
+        runs: list[Sample] = []
+        for run in range(runs_wanted):
+            try:
+                sample = await measure(broker, variant)
+            except Exception as exc:  # report and carry on with the other variants
+                print(f"{variant.label} run {run + 1} failed: {exc!r}")
+                print(variant.log.read_text()[-2000:])
+                break
+            runs.append(sample)
+            print(
+                f"{variant.label} run {run + 1}: idle {sample.idle_rss:.1f} MiB "
+                f"(anon {sample.idle_anon:.1f} + file {sample.idle_file:.1f}), busy "
+                f"median {sample.busy_median:.1f} / max {sample.busy_max:.1f} MiB, "
+                f"VmHWM {sample.busy_hwm:.1f} MiB, 2 s after {sample.after_rss:.1f} MiB; "
+                f"drained {sample.drained_mb:.0f} MB in {sample.busy_seconds:.1f} s"
+            )
+        if runs:
+            measured.append((variant, runs))
+    return measured
+
+
 async def benchmark(args: argparse.Namespace) -> None:
     python3 = shutil.which("python3") or sys.executable
-    py3_version = subprocess.run(
-        [python3, "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    prod_python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+    def version(python: str) -> str:
+        return subprocess.run(
+            [python, "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
     print(
         f"agent_rss: {args.runs} run(s), {TERMINALS} terminals x {TERMINAL_BYTES / 1e6:.0f} MB "
         f"+ exec '{EXEC_COMMAND}'; {os.cpu_count()} CPUs; "
-        f"venv Python {sys.version.split()[0]}; python3 = {python3} ({py3_version})"
+        f"venv Python {sys.version.split()[0]}; python3 = {python3} ({version(python3)}); "
+        f"installer python3 = {prod_python} ({version(prod_python)}); {ssl.OPENSSL_VERSION}"
     )
+    measured: list[tuple[Variant, list[Sample]]] = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
         venv_env = {**os.environ, "PYTHONPATH": str(ROOT)}
         agent_imports = "import agent.main, agent.control, agent.sysinfo"
+        prod = [prod_python, "-I", "-S"]
         print(
             "context, VmRSS MiB of a fresh interpreter: venv python bare "
             f"{baseline_mib([sys.executable], 'pass', workdir, venv_env)}, + import ssl "
             f"{baseline_mib([sys.executable], 'import ssl', workdir, venv_env)}, + the agent's "
             f"modules {baseline_mib([sys.executable], agent_imports, workdir, venv_env)}; "
-            f"python3 bare {baseline_mib([python3], 'pass', workdir, None)}"
+            f"python3 bare {baseline_mib([python3], 'pass', workdir, None)}; "
+            f"{prod_python} -I -S bare {baseline_mib(prod, 'pass', workdir, None)}, "
+            f"+ import ssl {baseline_mib(prod, 'import ssl', workdir, None)}"
         )
-        async with running_broker(workdir, lambda rt: AgentHub(rt.services)) as broker:
-            variants = [
-                Variant(
-                    "python -m agent",
-                    [sys.executable, "-m", "agent"],
-                    workdir / "module" / "agent.toml",
-                    workdir / "module.log",
-                )
-            ]
-            if not args.skip_pyz:
-                pyz = workdir / "corral-agent.pyz"
+        if not args.skip_tls:
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1")
+            ca_file, cert_file = workdir / "ca.pem", workdir / "broker.pem"
+            ca.cert_pem.write_to_path(str(ca_file))
+            cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+            tls = (str(cert_file), str(cert_file))
+            async with running_broker(workdir / "tls", tls=tls) as broker:
+                root = workdir / "root"
+                script = workdir / "install.sh"
+                await fetch(broker, "/agent/install.sh", script, ca_file)
                 try:
-                    await fetch_pyz(broker, pyz)
-                    print(f"fetched corral-agent.pyz: {pyz.stat().st_size / 1024:.0f} KiB")
-                    variants.append(
-                        Variant(
-                            "python3 corral-agent.pyz",
-                            [python3, str(pyz)],
-                            workdir / "pyz" / "agent.toml",
-                            workdir / "pyz.log",
-                            cwd=workdir,
-                        )
-                    )
-                except httpx.HTTPError as exc:
-                    print(f"corral-agent.pyz not measured: GET failed ({exc})")
-            measured: list[tuple[Variant, list[Sample]]] = []
-            for i, variant in enumerate(variants):
-                token = await broker.registration_token()
-                try:
-                    variant.server_id = await asyncio.to_thread(
-                        register, broker.url, token, variant, f"bench-{i}"
-                    )
+                    argv = await asyncio.to_thread(install, script, root, ca_file, prod_python)
                 except RuntimeError as exc:
-                    print(f"{variant.label} not measured: {exc}")
-                    continue
-                runs: list[Sample] = []
-                for run in range(args.runs):
-                    try:
-                        sample = await measure(broker, variant)
-                    except Exception as exc:  # report and carry on with the other variant
-                        print(f"{variant.label} run {run + 1} failed: {exc!r}")
-                        print(variant.log.read_text()[-2000:])
-                        break
-                    runs.append(sample)
-                    print(
-                        f"{variant.label} run {run + 1}: idle {sample.idle_rss:.1f} MiB, busy "
-                        f"median {sample.busy_median:.1f} / max {sample.busy_max:.1f} MiB, "
-                        f"VmHWM {sample.busy_hwm:.1f} MiB, 2 s after {sample.after_rss:.1f} MiB; "
-                        f"drained {sample.drained_mb:.0f} MB in {sample.busy_seconds:.1f} s"
+                    print(f"production agent not measured: {exc}")
+                else:
+                    print(f"installed by install.sh; the unit runs: {shlex.join(argv)} run ...")
+                    variant = Variant(
+                        "production (TLS, -I -S pyz)",
+                        argv,
+                        workdir / "installed" / "agent.toml",
+                        workdir / "installed.log",
+                        cwd=workdir,
+                        register_args=("--ca-file", str(ca_file)),
                     )
-                if runs:
-                    measured.append((variant, runs))
+                    measured += await measure_variants(broker, [variant], args.runs)
+                # let the last agent's close handshake finish: uvicorn's shutdown fails on
+                # a WebSocket that is still closing
+                await asyncio.sleep(2.0)
+        if not args.skip_plain:
+            async with running_broker(workdir / "plain") as broker:
+                variants = [
+                    Variant(
+                        "python -m agent (HTTP)",
+                        [sys.executable, "-m", "agent"],
+                        workdir / "module" / "agent.toml",
+                        workdir / "module.log",
+                    )
+                ]
+                if not args.skip_pyz:
+                    pyz = workdir / "corral-agent.pyz"
+                    try:
+                        await fetch(broker, "/agent/corral-agent.pyz", pyz)
+                        print(f"fetched corral-agent.pyz: {pyz.stat().st_size / 1024:.0f} KiB")
+                        variants.append(
+                            Variant(
+                                "python3 corral-agent.pyz (HTTP)",
+                                [python3, str(pyz)],
+                                workdir / "pyz" / "agent.toml",
+                                workdir / "pyz.log",
+                                cwd=workdir,
+                            )
+                        )
+                    except httpx.HTTPError as exc:
+                        print(f"corral-agent.pyz not measured: GET failed ({exc})")
+                measured += await measure_variants(broker, variants, args.runs)
     print()
     print(f"Medians over runs; MiB = 2**20 bytes; the promise 20 MB = {PROMISE_MIB:.2f} MiB.")
     header = (
-        f"{'agent':<26} {'runs':>4} {'idle RSS':>9} {'busy med':>9} {'busy max':>9} "
+        f"{'agent':<32} {'runs':>4} {'idle RSS':>9} {'busy med':>9} {'busy max':>9} "
         f"{'VmHWM':>7} {'after':>7} {'< 20 MB?':>9}"
     )
     print(header)
@@ -305,7 +400,7 @@ async def benchmark(args: argparse.Namespace) -> None:
         worst = max(med("busy_max"), med("busy_hwm"))
         verdict = "yes" if worst < PROMISE_MIB else "NO"
         print(
-            f"{variant.label:<26} {len(runs):>4} {med('idle_rss'):>9.1f} "
+            f"{variant.label:<32} {len(runs):>4} {med('idle_rss'):>9.1f} "
             f"{med('busy_median'):>9.1f} {med('busy_max'):>9.1f} {med('busy_hwm'):>7.1f} "
             f"{med('after_rss'):>7.1f} {verdict:>9}"
         )
@@ -318,7 +413,11 @@ async def benchmark(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-pyz", action="store_true", help="only measure python -m agent")
+    parser.add_argument(
+        "--skip-pyz", action="store_true", help="no plain python3 corral-agent.pyz row"
+    )
+    parser.add_argument("--skip-tls", action="store_true", help="no production (TLS) row")
+    parser.add_argument("--skip-plain", action="store_true", help="only the production row")
     asyncio.run(benchmark(parser.parse_args()))
 
 
