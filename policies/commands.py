@@ -36,6 +36,7 @@ PRIVILEGED = frozenset({"sudo", "su", "doas", "pkexec", "sudoedit", "run0"})
 _KEYWORDS = frozenset(
     {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}"}
 )
+_PLAIN_RUN = re.compile(r"[^\s'\"\\$`;&|()<>#*?\[{]+")
 _SIMPLE_LINE = re.compile(r"[A-Za-z0-9_./,:=+@%^ -]*")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 _SHORT_FLAGS = re.compile(r"-[A-Za-z]{2,}")
@@ -246,6 +247,11 @@ class _Lexer:
                 self.word.dynamic = self.word.started = True
             elif c in ";&|()<>":
                 self.operator()
+            elif m := _PLAIN_RUN.match(s, self.i):
+                # A run of ordinary characters is taken in one step: the lexer's hot path.
+                self.word.value += m.group()
+                self.word.started = True
+                self.i = m.end()
             else:
                 if c in "*?[" or (c == "{" and "," in s[self.i : s.find("}", self.i) + 1]):
                     self.word.pattern = True

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _RANK = LEVEL_RANK
 T = TypeVar("T")
+#: (subject, server) pairs whose grant stays resolved; a new policy starts a new cache.
+GRANT_CACHE_SIZE = 4096
 
 SubjectTest = Callable[[Subject], bool]
 ServerTest = Callable[[Server | None], bool]
@@ -171,6 +173,7 @@ class CompiledSource:
 
     def __init__(self, data: PolicyData) -> None:
         self.data = data
+        self._grant_cache: dict[tuple[object, ...], tuple[AccessLevel, str]] = {}
         self._grants_by_key: dict[str, list[tuple[int, ServerTest, AccessLevel, str]]] = {}
         self._grants_always: list[tuple[int, SubjectTest, ServerTest, AccessLevel, str]] = []
         for seq, g in enumerate(data.grants):
@@ -206,6 +209,16 @@ class CompiledSource:
         return self.data
 
     def grant(self, subject: Subject, server: Server) -> tuple[AccessLevel, str]:
+        """Resolved once per (subject, server), as at session open; later commands reuse it."""
+        key = (subject.user_id, subject.role, subject.groups, server)  # not the MFA age
+        found = self._grant_cache.get(key)
+        if found is None:
+            if len(self._grant_cache) >= GRANT_CACHE_SIZE:
+                self._grant_cache.clear()
+            found = self._grant_cache[key] = self._resolve_grant(subject, server)
+        return found
+
+    def _resolve_grant(self, subject: Subject, server: Server) -> tuple[AccessLevel, str]:
         keys = ["*", f"user:{subject.user_id}", f"role:{subject.role.value}"]
         keys += [f"group:{g}" for g in subject.groups]
         found: list[tuple[int, AccessLevel, str]] = []
