@@ -1,7 +1,7 @@
 """Corral host agent: the small process on each server that dials out to the broker.
 
 It runs terminals and exec commands for users on this host and reports system facts. It
-uses the standard library only (plus the sans-I/O ``wsproto`` in the connection layer),
+uses the standard library only (its WebSocket client is the sans-I/O ``agent.wsframe``),
 runs on Python 3.9+, and never imports broker code: the product promises < 20 MB RSS.
 """
 

@@ -1,9 +1,9 @@
 """Package the agent as ONE file (a zipapp) and render its install script.
 
-Hosts get the agent as ``corral-agent.pyz``: the ``agent`` and ``websh`` packages plus the
-pure-Python ``wsproto`` and ``h11`` they need, run by the host's own ``python3``. No pip,
-no virtualenv, nothing to compile. The broker serves it, and ``install.sh`` with the
-broker's URL filled in.
+Hosts get the agent as ``corral-agent.pyz``: the ``agent`` and ``websh`` packages (standard
+library only; the WebSocket client is ``agent.wsframe``), run by the host's own
+``python3``. No pip, no virtualenv, nothing to compile. The broker serves it, and
+``install.sh`` with the broker's URL filled in.
 
 This module must never bundle tests, caches or broker code, and must never substitute a
 URL into the shell script that could break out of its quoting.
@@ -22,7 +22,7 @@ from agent.errors import BuildError
 
 __all__ = ["BUNDLED_PACKAGES", "PLACEHOLDER", "add_bytecode", "build_zipapp", "install_script"]
 
-BUNDLED_PACKAGES = ("agent", "websh", "wsproto", "h11")
+BUNDLED_PACKAGES = ("agent", "websh")
 PLACEHOLDER = "@@BROKER_URL@@"
 _SAFE_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/\-]*)?")
 _EXCLUDED_DIRS = frozenset({"tests", "__pycache__"})

@@ -21,8 +21,9 @@ Tree::
     ├── ExecError              an exec request is invalid (bad environment, bad timeout)
     ├── BuildError             the single-file agent (zipapp) could not be built
     ├── TransportError         a WebSocket to the broker failed (DNS, TCP, TLS, framing)
-    │   ├── HandshakeError     the broker refused the WebSocket upgrade (HTTP status)
-    │   └── MessageTooLarge    the broker sent a message over the agent's size cap
+    │   ├── HandshakeError     the broker refused or botched the WebSocket upgrade
+    │   └── FrameError         the broker broke RFC 6455 framing (carries the close code)
+    │       └── MessageTooLarge    a message over the agent's size cap (1009)
     └── RegistrationError      ``corral-agent register`` failed (the broker's detail)
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "ExecError",
+    "FrameError",
     "HandshakeError",
     "InputOverflow",
     "MessageTooLarge",
@@ -106,15 +108,29 @@ class TransportError(AgentError):
 
 
 class HandshakeError(TransportError):
-    """The broker answered the upgrade request with something other than 101."""
+    """The broker answered the upgrade request with something other than a valid 101.
+
+    ``status`` is the HTTP status (``None`` if the response was not even HTTP).
+    """
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-class MessageTooLarge(TransportError):
+class FrameError(TransportError):
+    """The broker sent frames RFC 6455 forbids; ``code`` is the close code sent for it."""
+
+    def __init__(self, message: str, code: int = 1002) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MessageTooLarge(FrameError):
     """The broker sent a WebSocket message larger than the agent accepts."""
+
+    def __init__(self, message: str, code: int = 1009) -> None:
+        super().__init__(message, code)
 
 
 class RegistrationError(AgentError):

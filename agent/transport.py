@@ -2,8 +2,8 @@
 
 The agent holds one control connection and one data connection per session, all driven
 by the same ``selectors`` loop (asyncio + ``websockets`` alone would cost ~8 MB of the
-20 MB budget). ``wsproto`` does the HTTP upgrade and the framing without any I/O; this
-module only moves bytes: TCP connect, TLS 1.3 handshake (optionally pinned to a CA file,
+20 MB budget). ``agent.wsframe`` does the HTTP upgrade and the framing without any I/O;
+this module only moves bytes: TCP connect, TLS 1.3 handshake (optionally pinned to a CA file,
 hostname always checked), upgrade, fragment reassembly with a size cap, answering
 WebSocket pings, and the closing handshake.
 
@@ -29,22 +29,9 @@ import time
 from typing import Callable, Union
 from urllib.parse import urlsplit, urlunsplit
 
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
-
 from agent import __version__
-from agent.errors import HandshakeError, MessageTooLarge, TransportError
+from agent.errors import FrameError, HandshakeError, TransportError
+from agent.wsframe import ClientConnection, Close, Message, State
 
 __all__ = ["Phase", "WebSocketClient", "client_ssl_context", "websocket_url"]
 
@@ -52,7 +39,6 @@ Payload = Union[str, bytes]
 
 _READ_SIZE = 65536
 _ABNORMAL = 1006
-_TOO_BIG = 1009
 
 
 def websocket_url(broker_url: str, path: str) -> str:
@@ -124,14 +110,10 @@ class WebSocketClient:
         self._close_timeout = close_timeout
         self._clock = clock
         self._sock: socket.socket | None = None
-        self._ws: WSConnection | None = None
+        self._ws: ClientConnection | None = None
         self._out = bytearray()
         self._tls_wants_write = False
-        self._fragments: list[Payload] = []
-        self._fragment_size = 0
         self._messages: list[Payload] = []
-        self._reject_status: int | None = None
-        self._reject_body = bytearray()
         self._deadline: float | None = None
         self.phase = Phase.NEW
         #: Close code and reason: the peer's if it closed first, else ours; 1006 = no close.
@@ -244,17 +226,19 @@ class WebSocketClient:
         """Queue one message; it is written when the socket is writable."""
         if self.phase is not Phase.OPEN or self._ws is None:
             raise TransportError("the WebSocket is not open")
-        if isinstance(payload, str):
-            self._out += self._ws.send(TextMessage(data=payload))
-        else:
-            self._out += self._ws.send(BytesMessage(data=bytes(payload)))
+        self._ws.send(payload)
+        self._out += self._ws.data_to_send()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (queued after pending data), or abort if not open."""
         if self.phase is Phase.OPEN and self._ws is not None:
             self.close_code, self.close_reason = code, reason
-            reason_bytes = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-            self._out += self._ws.send(CloseConnection(code=code, reason=reason_bytes))
+            try:
+                self._ws.close(code, reason)
+            except TransportError:  # not a code one may send: drop the connection instead
+                self.abort()
+                return
+            self._out += self._ws.data_to_send()
             self.phase = Phase.CLOSING
             self._deadline = self._clock() + self._close_timeout
         elif self.phase is not Phase.CLOSING:
@@ -320,13 +304,13 @@ class WebSocketClient:
         self._start_upgrade()
 
     def _start_upgrade(self) -> None:
-        self._ws = WSConnection(ConnectionType.CLIENT)
-        request = Request(
-            host=self._netloc,
-            target=self._target,
-            extra_headers=[(b"user-agent", f"corral-agent/{__version__}".encode())],
+        self._ws = ClientConnection(
+            self._netloc,
+            self._target,
+            user_agent=f"corral-agent/{__version__}",
+            max_message_size=self._max_message_size,
         )
-        self._out += self._ws.send(request)
+        self._out += self._ws.data_to_send()
         self.phase = Phase.UPGRADE
         self._flush()
 
@@ -344,7 +328,7 @@ class WebSocketClient:
             del self._out[:sent]
 
     def _read(self) -> None:
-        assert self._sock is not None and self._ws is not None
+        assert self._sock is not None
         while self.phase is not Phase.CLOSED:
             try:
                 data = self._sock.recv(_READ_SIZE)
@@ -355,83 +339,45 @@ class WebSocketClient:
             except (OSError, ssl.SSLError) as exc:
                 raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
             self.last_received = self._clock()
+            self._feed(data)
             if not data:
-                if self.phase in (Phase.UPGRADE,) and self._reject_status is None:
-                    raise self._fail(f"{self._netloc} closed the connection during the upgrade")
-                self._feed(None)
                 self.abort()
                 return
-            self._feed(data)
 
-    def _feed(self, data: bytes | None) -> None:
-        assert self._ws is not None
+    def _feed(self, data: bytes) -> None:
+        ws = self._ws
+        assert ws is not None
         try:
-            self._ws.receive_data(data)
-            for event in self._ws.events():
-                self._handle(event)
-        except (LocalProtocolError, RemoteProtocolError) as exc:
-            if self._reject_status is not None:
-                self._raise_rejected()
-            raise self._fail(f"WebSocket protocol error from {self._netloc}: {exc}", exc) from exc
-
-    def _handle(self, event: object) -> None:
-        assert self._ws is not None
-        if isinstance(event, AcceptConnection):
+            ws.receive_data(data)
+        except HandshakeError:
+            self.abort()
+            raise
+        except FrameError as exc:
+            # Best effort: let the broker see the close code before the socket goes.
+            self._out += ws.data_to_send()
+            with contextlib.suppress(TransportError):
+                self._flush()
+            self.close_code, self.close_reason = exc.code, "protocol error"
+            self.abort()
+            message = f"WebSocket protocol error from {self._netloc}: {exc}"
+            raise type(exc)(message, exc.code) from exc
+        self._out += ws.data_to_send()
+        if self.phase is Phase.UPGRADE and ws.state is not State.CONNECTING:
             self.phase = Phase.OPEN
             self._deadline = None
-        elif isinstance(event, RejectConnection):
-            self._reject_status = event.status_code
-            if not event.has_body:
-                self._raise_rejected()
-        elif isinstance(event, RejectData):
-            if len(self._reject_body) < 4096:
-                self._reject_body += event.data[: 4096 - len(self._reject_body)]
-            if event.body_finished:
-                self._raise_rejected()
-        elif isinstance(event, (TextMessage, BytesMessage)):
-            self._fragment(event)
-        elif isinstance(event, Ping):
-            if self._ws.state is ConnectionState.OPEN:
-                self._out += self._ws.send(event.response())
-        elif isinstance(event, CloseConnection):
-            if self.phase is not Phase.CLOSING or self.close_code is None:
-                self.close_code, self.close_reason = event.code, event.reason or ""
-            if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                self._out += self._ws.send(event.response())
-            if self.phase is not Phase.CLOSING:
-                self.phase = Phase.CLOSING
-                self._deadline = self._clock() + self._close_timeout
-
-    def _fragment(self, event: TextMessage | BytesMessage) -> None:
-        chunk: Payload = event.data if isinstance(event, TextMessage) else bytes(event.data)
-        self._fragment_size += len(chunk)
-        if self._fragment_size > self._max_message_size:
-            limit = self._max_message_size
-            self.close(_TOO_BIG, "message too big")
-            self._fragments, self._fragment_size = [], 0
-            raise MessageTooLarge(f"{self._netloc} sent a message over {limit} bytes")
-        self._fragments.append(chunk)
-        if event.message_finished:
-            if isinstance(chunk, str):
-                self._messages.append("".join(str(part) for part in self._fragments))
-            else:
-                self._messages.append(b"".join(p for p in self._fragments if isinstance(p, bytes)))
-            self._fragments, self._fragment_size = [], 0
-
-    def _raise_rejected(self) -> None:
-        status = self._reject_status
-        body = bytes(self._reject_body).decode("utf-8", "replace").strip()
-        detail = f": {body[:200]}" if body else ""
-        self.abort()
-        raise HandshakeError(
-            f"{self._netloc} refused the WebSocket upgrade for {self._target}: "
-            f"HTTP {status}{detail}",
-            status,
-        )
+        for event in ws.events():
+            if isinstance(event, Message):
+                self._messages.append(event.data)
+            elif isinstance(event, Close):
+                if self.phase is not Phase.CLOSING or self.close_code is None:
+                    self.close_code, self.close_reason = event.code, event.reason
+                if self.phase is not Phase.CLOSING:
+                    self.phase = Phase.CLOSING
+                    self._deadline = self._clock() + self._close_timeout
 
     def _maybe_finish_close(self) -> None:
         """Once both close frames have passed and our bytes are out, drop the socket."""
         if self.phase is not Phase.CLOSING or self._out or self._ws is None:
             return
-        if self._ws.state is ConnectionState.CLOSED:
+        if self._ws.state is State.CLOSED:
             self.abort()

@@ -1,0 +1,512 @@
+"""A sans-I/O RFC 6455 WebSocket client: the opening handshake and the framing.
+
+The agent used to bundle ``wsproto`` and ``h11`` for this; together with the ``hashlib``
+they import they cost about 3 MiB of a 20 MB budget. A client needs only a small part of
+either: one fixed HTTP/1.1 request, one strictly checked ``101`` response, then frames.
+
+``ClientConnection`` takes bytes (``receive_data``) and returns events (``events()``) and
+bytes to write (``data_to_send()``); it never touches a socket, a clock or a thread, so
+``agent.transport`` drives it from the selectors loop and the tests feed it anything.
+
+Rules it enforces on the server (RFC 6455 section 5): frames are not masked, RSV bits
+are 0 (no extension is ever offered), opcodes are known, control frames carry at most 125
+bytes and are not fragmented, continuation frames continue something, text is UTF-8,
+close codes are valid. A violation raises ``FrameError`` (its ``code`` is the close code,
+1002, 1007 or 1009) after queueing that close frame: the caller writes
+``data_to_send()`` if it can and drops the connection. ``max_message_size`` is checked
+against each frame header before its payload is buffered, ``max_header_size`` against the
+handshake response before it is complete.
+
+This module must never import ``hashlib`` when the interpreter has ``_sha1`` (that is
+what the 0.7 MiB was), never send an unmasked frame, never raise anything but an
+``AgentError`` from ``receive_data`` and never buffer more than one frame past the caps.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from typing import Callable, NoReturn, Union
+
+from agent.errors import FrameError, HandshakeError, MessageTooLarge, TransportError
+
+try:
+    _sha1 = __import__("_sha1").sha1  # builtin: no OpenSSL wrapper, no hashlib
+except ImportError:  # pragma: no cover - interpreters built without _sha1
+    from hashlib import sha1 as _sha1
+
+__all__ = [
+    "GUID",
+    "ClientConnection",
+    "Close",
+    "Event",
+    "Message",
+    "Ping",
+    "Pong",
+    "State",
+    "accept_key",
+    "encode_frame",
+]
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_DATA_OPCODES = (OP_CONT, OP_TEXT, OP_BINARY)
+_CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
+
+NO_STATUS = 1005  # a close frame without a code (never sent on the wire)
+PROTOCOL_ERROR = 1002
+INVALID_DATA = 1007
+TOO_BIG = 1009
+# Codes a peer may send (RFC 6455 7.4.1 and the IANA registry); 3000-4999 are private.
+_VALID_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+_VALID_CLOSE_CODES |= frozenset({1012, 1013, 1014})
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key``: base64(SHA-1(key + GUID))."""
+    # SHA-1 is what RFC 6455 specifies here; it proves a WebSocket server answered.
+    digest: bytes = _sha1(key.encode("ascii") + GUID).digest()  # noqa: S324
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
+
+
+def _mask(data: bytes, key: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``key`` repeated (one big-integer XOR, not a loop)."""
+    if not data:
+        return b""
+    size = len(data)
+    repeated = key * (size // 4) + key[: size % 4]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
+
+
+def encode_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, mask_key: bytes | None = None
+) -> bytes:
+    """One frame; masked with ``mask_key`` (4 bytes) if given, as every client frame is."""
+    size = len(payload)
+    head = bytearray([(0x80 if fin else 0) | opcode])
+    mask_bit = 0x80 if mask_key is not None else 0
+    if size < 126:
+        head.append(mask_bit | size)
+    elif size < 1 << 16:
+        head.append(mask_bit | 126)
+        head += size.to_bytes(2, "big")
+    else:
+        head.append(mask_bit | 127)
+        head += size.to_bytes(8, "big")
+    if mask_key is None:
+        return bytes(head) + payload
+    if len(mask_key) != 4:
+        raise TransportError("a WebSocket mask key is 4 bytes")
+    return bytes(head) + mask_key + _mask(payload, mask_key)
+
+
+class _Data:
+    __slots__ = ("data",)
+
+    def __init__(self, data: str | bytes) -> None:
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.data == self.data
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.data))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.data!r})"
+
+
+class Message(_Data):
+    """A complete data message: ``str`` for text, ``bytes`` for binary."""
+
+    __slots__ = ()
+
+
+class Ping(_Data):
+    """A ping from the server (already answered: its pong is in ``data_to_send()``)."""
+
+    __slots__ = ()
+    data: bytes
+
+
+class Pong(_Data):
+    """A pong from the server."""
+
+    __slots__ = ()
+    data: bytes
+
+
+class Close:
+    """The server's close frame: ``code`` 1005 if it carried none."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Close) and (other.code, other.reason) == (self.code, self.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Close({self.code}, {self.reason!r})"
+
+
+Event = Union[Message, Ping, Pong, Close]
+
+
+class State:
+    """Connection states (plain strings: no ``enum`` needed)."""
+
+    CONNECTING = "connecting"  # request queued, waiting for the 101
+    OPEN = "open"
+    CLOSING = "closing"  # our close frame is queued, waiting for the server's
+    CLOSED = "closed"  # both close frames passed, the peer went away, or it failed
+
+
+class ClientConnection:
+    """One client WebSocket as a state machine: bytes in, events and bytes out.
+
+    The upgrade request is queued at construction. ``host`` is the ``Host`` header
+    (``netloc``), ``target`` the request target (path and query). ``urandom`` supplies
+    the handshake key and the mask keys (injected for tests; ``os.urandom`` otherwise).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        target: str = "/",
+        *,
+        origin: str | None = None,
+        user_agent: str | None = None,
+        max_message_size: int = 2 * 1024 * 1024,
+        max_header_size: int = 16 * 1024,
+        max_reject_body: int = 4096,
+        urandom: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        for name, value in (("host", host), ("target", target)):
+            if not value or any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in value):
+                raise TransportError(f"invalid WebSocket {name} {value!r}")
+        for name, optional in (("origin", origin), ("user agent", user_agent)):
+            if optional is not None and any(ord(c) < 0x20 or ord(c) >= 0x7F for c in optional):
+                raise TransportError(f"invalid WebSocket {name} {optional!r}")
+        self.host = host
+        self.target = target
+        self.max_message_size = max_message_size
+        self.max_header_size = max_header_size
+        self.max_reject_body = max_reject_body
+        self._urandom = urandom
+        self.key = binascii.b2a_base64(urandom(16), newline=False).decode("ascii")
+        self.state = State.CONNECTING
+        #: After a refusal: the HTTP status of the response, while its body is read.
+        self.reject_status: int | None = None
+        self._reject_length = 0
+        self._buf = bytearray()
+        self._out = bytearray()
+        self._events: list[Event] = []
+        self._fragments: list[bytes] = []
+        self._fragment_opcode: int | None = None
+        self._fragment_size = 0
+        self._close_sent = False
+        lines = [
+            f"GET {target} HTTP/1.1",
+            f"Host: {host}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {self.key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if origin is not None:
+            lines.append(f"Origin: {origin}")
+        if user_agent is not None:
+            lines.append(f"User-Agent: {user_agent}")
+        self._out += ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+    def __repr__(self) -> str:
+        return f"ClientConnection({self.host!r}, {self.target!r}, {self.state})"
+
+    # ------------------------------------------------------------------ output
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the socket, in order; each call returns only new bytes."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def events(self) -> list[Event]:
+        """Events received since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def send(self, payload: str | bytes) -> None:
+        """Queue one message as a single masked frame (text for ``str``)."""
+        if self.state is not State.OPEN:
+            raise TransportError(f"cannot send: the WebSocket is {self.state}")
+        if isinstance(payload, str):
+            self._send_frame(OP_TEXT, payload.encode("utf-8"))
+        else:
+            self._send_frame(OP_BINARY, bytes(payload))
+
+    def ping(self, payload: bytes = b"") -> None:
+        if self.state is not State.OPEN:
+            raise TransportError(f"cannot ping: the WebSocket is {self.state}")
+        if len(payload) > 125:
+            raise TransportError("a ping carries at most 125 bytes")
+        self._send_frame(OP_PING, payload)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Queue our close frame (once); the reason is cut to fit 123 bytes of UTF-8."""
+        if self.state is not State.OPEN:
+            raise TransportError(f"cannot close: the WebSocket is {self.state}")
+        if not (code in _VALID_CLOSE_CODES or 3000 <= code <= 4999):
+            raise TransportError(f"{code} is not a close code one may send")
+        self._send_close(code, reason)
+        self.state = State.CLOSING
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        self._out += encode_frame(opcode, payload, mask_key=self._urandom(4))
+
+    def _send_close(self, code: int, reason: str) -> None:
+        if self._close_sent:
+            return
+        self._close_sent = True
+        if code == NO_STATUS:
+            self._send_frame(OP_CLOSE, b"")
+            return
+        data = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+        self._send_frame(OP_CLOSE, code.to_bytes(2, "big") + data)
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the socket; ``b""`` means the peer closed the TCP stream.
+
+        Raises ``HandshakeError`` if the server refused or botched the upgrade and
+        ``FrameError`` (``MessageTooLarge`` for 1009) if it broke the framing rules.
+        """
+        if self.state is State.CLOSED:
+            return
+        if not data:
+            self._eof()
+            return
+        self._buf += data
+        if self.state is State.CONNECTING:
+            if self.reject_status is not None:
+                self._reject_body()
+                return
+            if not self._handshake():
+                return
+        self._frames()
+
+    def _eof(self) -> None:
+        was = self.state
+        self.state = State.CLOSED
+        if was is State.CONNECTING:
+            if self.reject_status is not None:
+                self._raise_rejected()
+            raise HandshakeError(f"{self.host} closed the connection during the upgrade")
+
+    def _fail(self, code: int, message: str) -> FrameError:
+        """Queue the close frame for ``code`` (if ours is not out yet); the caller raises."""
+        self._send_close(code, "")
+        self.state = State.CLOSED
+        self._buf.clear()
+        self._fragments, self._fragment_size = [], 0
+        cls = MessageTooLarge if code == TOO_BIG else FrameError
+        return cls(message, code)
+
+    # -- handshake -------------------------------------------------------------------
+
+    def _handshake(self) -> bool:
+        """Parse the response once complete; True when open (frames may follow)."""
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > self.max_header_size:
+                self.state = State.CLOSED
+                raise HandshakeError(
+                    f"{self.host} sent an upgrade response over {self.max_header_size} bytes"
+                )
+            return False
+        if end + 4 > self.max_header_size:
+            self.state = State.CLOSED
+            raise HandshakeError(
+                f"{self.host} sent an upgrade response over {self.max_header_size} bytes"
+            )
+        head = bytes(self._buf[:end])
+        del self._buf[: end + 4]
+        status, headers = self._parse_head(head)
+        if status != 101:
+            self.reject_status = status
+            length = headers.get("content-length", [])
+            if len(length) == 1 and length[0].isascii() and length[0].isdigit():
+                self._reject_length = min(int(length[0][:18]), self.max_reject_body)
+            self._reject_body()
+            return False
+        self._check_accept(headers)
+        self.state = State.OPEN
+        return True
+
+    def _parse_head(self, head: bytes) -> tuple[int, dict[str, list[str]]]:
+        lines = head.split(b"\r\n")
+        version, _, rest = lines[0].partition(b" ")
+        code = rest[:3]
+        if (
+            version != b"HTTP/1.1"
+            or len(code) != 3
+            or not code.isdigit()
+            or rest[3:4]
+            not in (
+                b"",
+                b" ",
+            )
+        ):
+            self._bad_response(None, f"status line {lines[0][:80]!r}")
+        status = int(code)
+        headers: dict[str, list[str]] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or not all(byte in _TOKEN for byte in name):
+                self._bad_response(status, f"header line {line[:80]!r}")
+            if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value):
+                self._bad_response(status, f"header line {line[:80]!r}")
+            text = value.strip(b" \t").decode("latin-1")
+            headers.setdefault(name.decode("ascii").lower(), []).append(text)
+        return status, headers
+
+    def _check_accept(self, headers: dict[str, list[str]]) -> None:
+        upgrade = _tokens(headers.get("upgrade", []))
+        if upgrade != ["websocket"]:
+            self._bad_response(101, f"Upgrade: {', '.join(headers.get('upgrade', []))!r}")
+        if "upgrade" not in _tokens(headers.get("connection", [])):
+            self._bad_response(101, f"Connection: {', '.join(headers.get('connection', []))!r}")
+        accept = headers.get("sec-websocket-accept", [])
+        if accept != [accept_key(self.key)]:
+            self._bad_response(101, f"Sec-WebSocket-Accept {accept!r} does not match the key")
+        for name in ("sec-websocket-extensions", "sec-websocket-protocol"):
+            if any(value for value in headers.get(name, [])):
+                self._bad_response(101, f"{name} was not offered")
+
+    def _bad_response(self, status: int | None, detail: str) -> NoReturn:
+        self.state = State.CLOSED
+        raise HandshakeError(f"{self.host} sent an invalid upgrade response: {detail}", status)
+
+    def _reject_body(self) -> None:
+        if len(self._buf) >= self._reject_length:
+            self._raise_rejected()
+
+    def _raise_rejected(self) -> NoReturn:
+        self.state = State.CLOSED
+        body = bytes(self._buf[: self.max_reject_body]).decode("utf-8", "replace").strip()
+        self._buf.clear()
+        detail = f": {body[:200]}" if body else ""
+        status = self.reject_status
+        raise HandshakeError(
+            f"{self.host} refused the WebSocket upgrade for {self.target}: HTTP {status}{detail}",
+            status,
+        )
+
+    # -- frames ----------------------------------------------------------------------
+
+    def _frames(self) -> None:
+        buf = self._buf
+        while self.state is not State.CLOSED and len(buf) >= 2:
+            first, second = buf[0], buf[1]
+            fin, opcode = bool(first & 0x80), first & 0x0F
+            if first & 0x70:
+                raise self._fail(PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
+            if second & 0x80:
+                raise self._fail(PROTOCOL_ERROR, "the server masked a frame")
+            size, start = second & 0x7F, 2
+            if size == 126:
+                if len(buf) < 4:
+                    return
+                size, start = int.from_bytes(buf[2:4], "big"), 4
+            elif size == 127:
+                if len(buf) < 10:
+                    return
+                size, start = int.from_bytes(buf[2:10], "big"), 10
+                if size >> 63:
+                    raise self._fail(PROTOCOL_ERROR, "frame length has its top bit set")
+            self._check_header(fin, opcode, size)
+            if len(buf) < start + size:
+                return
+            payload = bytes(buf[start : start + size])
+            del buf[: start + size]
+            if opcode in _CONTROL_OPCODES:
+                self._control(opcode, payload)
+            else:
+                self._data(fin, opcode, payload)
+
+    def _check_header(self, fin: bool, opcode: int, size: int) -> None:
+        if opcode in _CONTROL_OPCODES:
+            if not fin:
+                raise self._fail(PROTOCOL_ERROR, "fragmented control frame")
+            if size > 125:
+                raise self._fail(PROTOCOL_ERROR, "control frame over 125 bytes")
+            return
+        if opcode not in _DATA_OPCODES:
+            raise self._fail(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+        if opcode == OP_CONT and self._fragment_opcode is None:
+            raise self._fail(PROTOCOL_ERROR, "continuation frame without a message")
+        if opcode != OP_CONT and self._fragment_opcode is not None:
+            raise self._fail(PROTOCOL_ERROR, "new message before the last one finished")
+        if self._fragment_size + size > self.max_message_size:
+            raise self._fail(TOO_BIG, f"message over {self.max_message_size} bytes")
+
+    def _data(self, fin: bool, opcode: int, payload: bytes) -> None:
+        if opcode != OP_CONT:
+            self._fragment_opcode = opcode
+        self._fragments.append(payload)
+        self._fragment_size += len(payload)
+        if not fin:
+            return
+        data = payload if len(self._fragments) == 1 else b"".join(self._fragments)
+        kind = self._fragment_opcode
+        self._fragments, self._fragment_size, self._fragment_opcode = [], 0, None
+        if kind == OP_TEXT:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self._fail(INVALID_DATA, "text message is not valid UTF-8") from None
+            self._events.append(Message(text))
+        else:
+            self._events.append(Message(data))
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_PING:
+            self._events.append(Ping(payload))
+            if not self._close_sent:
+                self._send_frame(OP_PONG, payload)
+        elif opcode == OP_PONG:
+            self._events.append(Pong(payload))
+        else:
+            code, reason = self._parse_close(payload)
+            self._events.append(Close(code, reason))
+            self._send_close(code, "")  # echo the code, as RFC 6455 5.5.1 asks
+            self.state = State.CLOSED
+            self._buf.clear()
+
+    def _parse_close(self, payload: bytes) -> tuple[int, str]:
+        if not payload:
+            return NO_STATUS, ""
+        if len(payload) == 1:
+            raise self._fail(PROTOCOL_ERROR, "close frame with a 1-byte payload")
+        code = int.from_bytes(payload[:2], "big")
+        if not (code in _VALID_CLOSE_CODES or 3000 <= code <= 4999):
+            raise self._fail(PROTOCOL_ERROR, f"invalid close code {code}")
+        try:
+            reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._fail(INVALID_DATA, "close reason is not valid UTF-8") from None
+        return code, reason
+
+
+def _tokens(values: list[str]) -> list[str]:
+    """Comma-separated header values, split, stripped and lower-cased."""
+    return [part.strip().lower() for value in values for part in value.split(",") if part.strip()]
