@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
+from api.sessions import session_routes
 from broker.agents.endpoints import agent_routes
 from broker.agents.hub import AgentHub
 from broker.errors import CorralError
@@ -27,7 +28,7 @@ def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
         await agent_hub.close_all()
 
     app = Starlette(
-        routes=[*routes(), *agent_routes()],
+        routes=[*routes(), *agent_routes(), *session_routes()],
         exception_handlers={
             ApiError: problem_handler,
             CorralError: problem_handler,

@@ -100,3 +100,27 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def services(db: Database, clock: Clock) -> Services:
     return Services.build(db, AuditLog(db, TEST_KEY, clock=clock), clock=clock)
+
+
+@pytest.fixture(scope="session")
+def shell_user() -> str:
+    """An ordinary Unix account with bash and a clean home, for real terminal sessions.
+
+    Tests open shells as this user rather than root, so the machine's own dotfiles (root's
+    ``.bashrc``) never run inside a test, and privilege dropping is exercised for real.
+    """
+    import pwd
+    import subprocess
+
+    name = "corral-e2e"
+    if os.geteuid() != 0:
+        pytest.skip("real terminal sessions for another user need root")
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", name],
+            check=True,
+            capture_output=True,
+        )
+    return name

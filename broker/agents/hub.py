@@ -141,7 +141,8 @@ class AgentHub:
         try:
             hello = await asyncio.wait_for(wire.receive(), self.hello_timeout)
         except (Closed, TimeoutError) as exc:
-            code = exc.code if isinstance(exc, Closed) else CloseCode.UNAUTHENTICATED
+            # A slow hello is not a bad credential: let the agent retry on its normal backoff.
+            code = exc.code if isinstance(exc, Closed) else CloseCode.HEARTBEAT_TIMEOUT
             await wire.close(code, "hello expected")
             log.warning("agent from %s refused before hello: close %s", source, int(code))
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import shutil
@@ -18,14 +17,21 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 from agent.users import UnixUser, current_user  # noqa: E402
+from websh.record import replace  # noqa: E402
 
 BASH = shutil.which("bash") or "/bin/bash"
 
 
 @pytest.fixture
-def me_bash() -> UnixUser:
-    """The current user, with bash as its login shell."""
-    return dataclasses.replace(current_user(), shell=BASH)
+def me_bash(tmp_path_factory: pytest.TempPathFactory) -> UnixUser:
+    """The current user, with bash as its login shell and a clean home.
+
+    A clean home keeps the machine's own dotfiles out of the tests: a login shell that
+    runs, say, ``pyenv init`` and is killed mid-way can leave a lock that stalls every
+    later shell for a minute.
+    """
+    home = tmp_path_factory.mktemp("home")
+    return replace(current_user(), shell=BASH, home=str(home))
 
 
 @pytest.fixture
@@ -39,4 +45,4 @@ def nobody_bash() -> UnixUser:
     from agent.users import resolve_user
 
     # nobody's real shell is nologin; give the resolved account bash to observe the drop.
-    return dataclasses.replace(resolve_user("nobody"), shell=BASH)
+    return replace(resolve_user("nobody"), shell=BASH)

@@ -47,7 +47,7 @@ class Broker:
             self.runtime.services,
             heartbeat_interval=1.0,
             metrics_interval=1.0,
-            hello_timeout=3.0,
+            hello_timeout=10.0,
             channel_timeout=10.0,
         )
         config = uvicorn.Config(

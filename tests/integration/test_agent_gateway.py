@@ -69,7 +69,9 @@ async def _exit_of(channel: DataChannel, timeout: float = 10) -> Exit:
     return await asyncio.wait_for(loop(), timeout)
 
 
-async def test_terminal_exec_and_presence(broker: Broker, agent_files: tuple[Path, Path]) -> None:
+async def test_terminal_exec_and_presence(
+    broker: Broker, agent_files: tuple[Path, Path], shell_user: str
+) -> None:
     agent, server_id = await _registered(broker, agent_files)
     try:
         server = await broker.runtime.services.servers.get(broker.workspace_id, server_id)
@@ -78,7 +80,7 @@ async def test_terminal_exec_and_presence(broker: Broker, agent_files: tuple[Pat
         assert server.sysinfo.get("hostname")
 
         channel = await broker.hub.open_channel(
-            broker.workspace_id, server_id, ChannelKind.TERMINAL, user="root", cols=80, rows=24
+            broker.workspace_id, server_id, ChannelKind.TERMINAL, user=shell_user, cols=80, rows=24
         )
         await channel.send(Input(data=b"echo hel''lo\n"))
         await _read_until(channel, b"hello\r\n")
@@ -90,7 +92,7 @@ async def test_terminal_exec_and_presence(broker: Broker, agent_files: tuple[Pat
         await channel.close()
 
         result = await broker.hub.exec(
-            broker.workspace_id, server_id, "echo out; echo err >&2; exit 7", user="root"
+            broker.workspace_id, server_id, "echo out; echo err >&2; exit 7", user=shell_user
         )
         assert result.exit.status == 7
         assert result.stdout == b"out\n"
@@ -108,7 +110,7 @@ async def test_terminal_exec_and_presence(broker: Broker, agent_files: tuple[Pat
 
 
 async def test_agent_killed_and_restarted_reconnects(
-    broker: Broker, agent_files: tuple[Path, Path]
+    broker: Broker, agent_files: tuple[Path, Path], shell_user: str
 ) -> None:
     agent, server_id = await _registered(broker, agent_files)
     agent.kill()
@@ -121,19 +123,19 @@ async def test_agent_killed_and_restarted_reconnects(
     agent.start()
     try:
         await broker.hub.wait_connected(server_id, 20)
-        result = await broker.hub.exec(broker.workspace_id, server_id, "true", user="root")
+        result = await broker.hub.exec(broker.workspace_id, server_id, "true", user=shell_user)
         assert result.exit.status == 0
     finally:
         agent.kill()
 
 
 async def test_terminal_survives_broker_outage(
-    broker: Broker, agent_files: tuple[Path, Path]
+    broker: Broker, agent_files: tuple[Path, Path], shell_user: str
 ) -> None:
     agent, server_id = await _registered(broker, agent_files)
     try:
         channel = await broker.hub.open_channel(
-            broker.workspace_id, server_id, ChannelKind.TERMINAL, user="root", cols=80, rows=24
+            broker.workspace_id, server_id, ChannelKind.TERMINAL, user=shell_user, cols=80, rows=24
         )
         await channel.send(Input(data=b"export MARK=still-here; echo rea''dy\n"))
         seen = await _read_until(channel, b"ready\r\n")
@@ -147,7 +149,7 @@ async def test_terminal_survives_broker_outage(
             broker.workspace_id,
             server_id,
             ChannelKind.TERMINAL,
-            user="root",
+            user=shell_user,
             cols=80,
             rows=24,
             channel_id=channel.channel_id,
@@ -164,7 +166,7 @@ async def test_terminal_survives_broker_outage(
 
 
 async def test_bad_agents_are_refused_and_audited(
-    broker: Broker, agent_files: tuple[Path, Path]
+    broker: Broker, agent_files: tuple[Path, Path], shell_user: str
 ) -> None:
     agent, server_id = await _registered(broker, agent_files)
     ws_url = broker.url.replace("http", "ws") + "/agent/v1/control"
@@ -216,7 +218,7 @@ async def test_bad_agents_are_refused_and_audited(
         assert any(e.action == "agent.registration_refused" for e in events)
 
         # Everyone else is still served.
-        result = await broker.hub.exec(broker.workspace_id, server_id, "echo ok", user="root")
+        result = await broker.hub.exec(broker.workspace_id, server_id, "echo ok", user=shell_user)
         assert result.stdout == b"ok\n"
     finally:
         agent.kill()

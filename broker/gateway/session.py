@@ -1,0 +1,328 @@
+"""One live terminal session: the agent's channel, its output buffer, its recording and
+the people attached to it.
+
+A single pump task reads the agent's channel and appends every output byte to the buffer
+and the recording; it never waits for a person's WebSocket. Each attached client has its
+own sender task that walks the buffer from its cursor, so a slow client only falls behind
+itself. A client further behind than the buffer holds is dropped (it may reconnect and
+resume); the session, the recording and the other clients carry on. With nobody attached
+the session waits ``grace_seconds`` for a reconnect before it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.agents.hub import AgentHub, DataChannel
+from broker.agents.wire import Closed, Wire
+from broker.audit import SYSTEM, Actor, Category, Outcome
+from broker.errors import CorralError
+from broker.gateway.buffer import OutputBuffer
+from broker.gateway.recorder import AsciicastRecorder
+from broker.services import Services
+from broker.store.models import SessionStatus
+from websh import (
+    CloseChannel,
+    CloseCode,
+    ErrorMessage,
+    Exit,
+    Input,
+    Message,
+    Output,
+    Resize,
+    Terminated,
+)
+
+__all__ = ["Client", "LiveSession"]
+
+log = logging.getLogger("corral.gateway")
+
+CHUNK = 64 * 1024
+
+
+@dataclass(eq=False)
+class Client:
+    """One attached WebSocket; ``cursor`` is the next output offset it will be sent
+    (``None`` until a resuming client has said how much it holds)."""
+
+    wire: Wire
+    user_id: str
+    credential_id: str
+    read_only: bool
+    cursor: int | None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor("user", self.user_id, self.credential_id)
+
+
+class LiveSession:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        workspace_id: str,
+        user_id: str,
+        server_id: str,
+        unix_user: str,
+        credential_id: str,
+        channel: DataChannel,
+        recorder: AsciicastRecorder,
+        recording_id: str,
+        services: Services,
+        hub: AgentHub,
+        grace_seconds: float,
+        buffer_limit: int,
+        on_end: Callable[[LiveSession], None],
+    ) -> None:
+        self.id = session_id
+        self.workspace_id = workspace_id
+        self.user_id = user_id
+        self.server_id = server_id
+        self.unix_user = unix_user
+        self.credential_id = credential_id
+        self.channel = channel
+        self.recorder = recorder
+        self.recording_id = recording_id
+        self.services = services
+        self.hub = hub
+        self.grace_seconds = grace_seconds
+        self.buffer = OutputBuffer(buffer_limit)
+        self.clients: set[Client] = set()
+        self.final: Message | None = None
+        self.final_code: int = CloseCode.NORMAL
+        self.ended = asyncio.Event()
+        self._on_end = on_end
+        self._pump: asyncio.Task[None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.started_attached = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._pump = asyncio.create_task(self._run_pump(), name=f"session-pump-{self.id}")
+        self._arm_grace()
+
+    async def _run_pump(self) -> None:
+        try:
+            while True:
+                message = await self.channel.receive()
+                if isinstance(message, Output):
+                    self._output(message.data)
+                elif isinstance(message, Exit):
+                    await self.end(message, reason=_exit_reason(message))
+                    return
+                elif isinstance(message, ErrorMessage):
+                    log.warning("session %s: agent error %s", self.id, message.code)
+        except Closed:
+            if self.final is None:
+                await self.end(
+                    Terminated(reason="the server's agent went away"),
+                    reason="agent connection lost",
+                    terminated=True,
+                    code=CloseCode.INTERNAL_ERROR,
+                )
+        except CorralError:
+            log.exception("session %s: pump failed", self.id)
+
+    def _output(self, data: bytes) -> None:
+        self.buffer.append(data)
+        self.recorder.output(data)
+        for client in list(self.clients):
+            if client.cursor is not None and client.cursor < self.buffer.start:
+                self._spawn(self._drop_slow(client))
+            else:
+                client.wake.set()
+
+    async def end(
+        self,
+        final: Message,
+        *,
+        reason: str,
+        terminated: bool = False,
+        actor: Actor = SYSTEM,
+        code: int = CloseCode.NORMAL,
+    ) -> None:
+        """End the session once: tell every client, stop the shell, close row and recording."""
+        if self.final is not None:
+            return
+        self.final, self.final_code = final, code
+        if self._grace is not None:
+            self._grace.cancel()
+        for client in self.clients:
+            client.wake.set()
+        if not isinstance(final, Exit):
+            await self._kill_shell(reason)
+        if self._pump is not None and self._pump is not asyncio.current_task():
+            self._pump.cancel()
+        await self.channel.close(CloseCode.NORMAL, "session ended")
+        size = self.recorder.close()
+        try:
+            await self.services.recordings.finish(self.workspace_id, self.recording_id, size)
+            await self.services.sessions.close(
+                self.workspace_id, self.id, reason=reason, actor=actor, terminated=terminated
+            )
+        finally:
+            self.ended.set()
+            self._on_end(self)
+
+    async def _kill_shell(self, reason: str) -> None:
+        """Ask the agent to hang the terminal up (closing the data channel alone would only
+        detach it for the agent's own grace period)."""
+        link = self.hub.links.get(self.server_id)
+        if link is None:
+            return
+        with contextlib.suppress(Closed, CorralError):
+            await link.wire.send(CloseChannel(channel_id=self.channel.channel_id, reason=reason))
+
+    # --------------------------------------------------------------- the terminal
+
+    async def input(self, data: bytes) -> None:
+        if self.final is None:
+            with contextlib.suppress(Closed):
+                await self.channel.send(Input(data=data))
+
+    async def resize(self, cols: int, rows: int) -> None:
+        if self.final is None:
+            with contextlib.suppress(Closed):
+                await self.channel.send(Resize(cols=cols, rows=rows))
+            self.recorder.resize(cols, rows)
+
+    # ------------------------------------------------------------------ clients
+
+    async def attach(self, client: Client) -> None:
+        self.clients.add(client)
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        client.task = asyncio.create_task(self._send_loop(client), name=f"session-send-{self.id}")
+        resumed = self.started_attached
+        self.started_attached = True
+        with contextlib.suppress(CorralError):
+            await self.services.sessions.set_status(
+                self.workspace_id, self.id, SessionStatus.ACTIVE
+            )
+        await self._audit("session.resumed" if resumed else "session.attached", client.actor)
+
+    async def detach(self, client: Client) -> None:
+        if client not in self.clients:
+            return
+        self.clients.discard(client)
+        if client.task is not None and client.task is not asyncio.current_task():
+            client.task.cancel()
+        if self.final is None:
+            await self._audit("session.detached", client.actor)
+            if not self.clients:
+                with contextlib.suppress(CorralError):
+                    await self.services.sessions.set_status(
+                        self.workspace_id, self.id, SessionStatus.DETACHED
+                    )
+                self._arm_grace()
+
+    async def resume(self, client: Client, offset: int) -> None:
+        """The client holds ``offset`` bytes: send it exactly the rest."""
+        if offset > self.buffer.end:
+            offset = self.buffer.end
+        if offset < self.buffer.start:
+            with contextlib.suppress(Closed):
+                await client.wire.send(
+                    ErrorMessage(code="resume_gap", message="older output is no longer held")
+                )
+            offset = self.buffer.start
+        client.cursor = offset
+        client.wake.set()
+
+    async def _send_loop(self, client: Client) -> None:
+        try:
+            while True:
+                if client.cursor is not None:
+                    chunk = self.buffer.read(client.cursor, CHUNK)
+                    if chunk and not isinstance(self.final, Terminated):
+                        await client.wire.send(Output(data=chunk))
+                        client.cursor += len(chunk)
+                        continue
+                if self.final is not None:
+                    await client.wire.send(self.final)
+                    await client.wire.close(self.final_code, _close_reason(self.final))
+                    return
+                client.wake.clear()
+                await client.wake.wait()
+        except Closed:
+            return
+
+    async def _drop_slow(self, client: Client) -> None:
+        if client not in self.clients:
+            return
+        log.warning("session %s: client fell more than %d bytes behind", self.id, self.buffer.limit)
+        if client.task is not None:
+            client.task.cancel()
+        await client.wire.close(CloseCode.RETRY_LATER, "client too slow; resume")
+        await self._audit(
+            "session.client_dropped",
+            client.actor,
+            outcome=Outcome.FAILURE,
+            details={"reason": "client too slow", "buffer_bytes": self.buffer.limit},
+        )
+        await self.detach(client)
+
+    # -------------------------------------------------------------------- grace
+
+    def _arm_grace(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+        self._grace = asyncio.get_running_loop().call_later(self.grace_seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._grace = None
+        if not self.clients and self.final is None:
+            self._spawn(
+                self.end(
+                    Terminated(reason="nobody attached within the grace period"),
+                    reason="grace period expired",
+                )
+            )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _audit(
+        self,
+        action: str,
+        actor: Actor,
+        *,
+        outcome: Outcome = Outcome.SUCCESS,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with contextlib.suppress(CorralError):
+            await self.services.audit.emit(
+                self.workspace_id,
+                Category.RESOURCE_ACCESS,
+                action,
+                outcome=outcome,
+                actor=actor,
+                server_id=self.server_id,
+                session_id=self.id,
+                details=details,
+            )
+
+
+def _exit_reason(message: Exit) -> str:
+    if message.signal is not None:
+        return f"killed by signal {message.signal}"
+    return f"exit status {message.status}"
+
+
+def _close_reason(final: Message) -> str:
+    if isinstance(final, Terminated):
+        return final.reason[:100]
+    return "session ended"

@@ -1,0 +1,351 @@
+"""GatewaySessions: opening terminal sessions and pairing people's WebSockets with them.
+
+Open: resolve the server, ask the :class:`AccessResolver` for the level (refusals
+audited), create the session row, ask the hub for a terminal channel, start the recording
+and hand back a single-use ticket. Serve: a WebSocket (websh USER connection) redeems the
+ticket in its URL or ``client_hello`` and is attached to the live session. Every refusal
+closes with a websh close code and, when it can be attributed to a workspace, is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.websockets import WebSocket
+
+from broker.agents.hub import AgentHub, AgentOffline
+from broker.agents.wire import Closed, Wire
+from broker.audit import SYSTEM, Actor, Category, Outcome
+from broker.errors import CorralError, NotFound
+from broker.gateway.access import AccessResolver, GrantAccessResolver, check_open
+from broker.gateway.errors import AccessDenied, SessionUnavailable
+from broker.gateway.recorder import AsciicastRecorder
+from broker.gateway.session import Client, LiveSession
+from broker.gateway.tickets import TicketBook, TicketRefused
+from broker.services import Services
+from broker.store.models import Server, User
+from websh import (
+    ChannelKind,
+    ClientHello,
+    ClientWelcome,
+    CloseCode,
+    Connection,
+    ConnectionKind,
+    Input,
+    Limits,
+    Resize,
+    Resume,
+    Side,
+    Terminated,
+)
+
+__all__ = ["GatewaySessions", "Opened"]
+
+log = logging.getLogger("corral.gateway")
+
+
+class Opened:
+    def __init__(self, session: LiveSession, ticket: str) -> None:
+        self.session = session
+        self.ticket = ticket
+
+
+class GatewaySessions:
+    def __init__(
+        self,
+        services: Services,
+        hub: AgentHub,
+        *,
+        recordings_dir: Path,
+        resolver: AccessResolver | None = None,
+        grace_seconds: float = 300.0,
+        ticket_ttl: float = 30.0,
+        buffer_limit: int = 1024 * 1024,
+        hello_timeout: float = 10.0,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.services = services
+        self.hub = hub
+        self.recordings_dir = recordings_dir
+        self.resolver: AccessResolver = resolver or GrantAccessResolver(services)
+        self.grace_seconds = grace_seconds
+        self.buffer_limit = buffer_limit
+        self.hello_timeout = hello_timeout
+        self.limits = limits or Limits()
+        self.tickets = TicketBook(ttl=ticket_ttl, clock=clock)
+        self.live: dict[str, LiveSession] = {}
+
+    # -------------------------------------------------------------------- open
+
+    async def open(
+        self,
+        workspace_id: str,
+        user: User,
+        *,
+        server_ref: str,
+        unix_user: str,
+        cols: int,
+        rows: int,
+        actor: Actor,
+    ) -> Opened:
+        server = await self.find_server(workspace_id, server_ref)
+        level = await self.resolver.access_level(workspace_id, user, server)
+        try:
+            check_open(level, unix_user)
+        except AccessDenied as exc:
+            await self.services.audit.emit(
+                workspace_id,
+                Category.AUTHORIZATION,
+                "session.open_denied",
+                outcome=Outcome.DENIED,
+                actor=actor,
+                server_id=server.id,
+                details={"unix_user": unix_user, "level": str(level), "reason": str(exc)},
+            )
+            raise
+        row = await self.services.sessions.open(
+            workspace_id,
+            user_id=user.id,
+            server_id=server.id,
+            unix_user=unix_user,
+            cols=cols,
+            rows=rows,
+            actor=actor,
+        )
+        try:
+            channel = await self.hub.open_channel(
+                workspace_id,
+                server.id,
+                ChannelKind.TERMINAL,
+                user=unix_user,
+                cols=cols,
+                rows=rows,
+                channel_id=row.id,
+            )
+        except AgentOffline:
+            await self.services.sessions.close(
+                workspace_id, row.id, reason="agent offline", actor=actor
+            )
+            raise
+        path = self.recordings_dir / workspace_id / f"{row.id}.cast"
+        recorder = AsciicastRecorder(path, cols=cols, rows=rows, title=f"{unix_user}@{server.name}")
+        recording = await self.services.recordings.add(workspace_id, row.id, str(path))
+        session = LiveSession(
+            session_id=row.id,
+            workspace_id=workspace_id,
+            user_id=user.id,
+            server_id=server.id,
+            unix_user=unix_user,
+            credential_id=actor.credential_id,
+            channel=channel,
+            recorder=recorder,
+            recording_id=recording.id,
+            services=self.services,
+            hub=self.hub,
+            grace_seconds=self.grace_seconds,
+            buffer_limit=self.buffer_limit,
+            on_end=self._forget,
+        )
+        self.live[row.id] = session
+        session.start()
+        ticket = self.tickets.issue(
+            workspace_id, row.id, user.id, actor.credential_id, resume=False
+        )
+        return Opened(session, ticket)
+
+    async def find_server(self, workspace_id: str, ref: str) -> Server:
+        try:
+            return await self.services.servers.get(workspace_id, ref)
+        except NotFound:
+            server = await self.services.servers.find_by_name(workspace_id, ref)
+            if server is None:
+                raise NotFound("server", ref) from None
+            return server
+
+    def session(self, workspace_id: str, session_id: str) -> LiveSession:
+        """The live session, or :class:`SessionUnavailable` (also for another workspace's)."""
+        live = self.live.get(session_id)
+        if live is None or live.workspace_id != workspace_id:
+            raise SessionUnavailable(f"no live session {session_id}")
+        return live
+
+    def sessions(self, workspace_id: str) -> list[LiveSession]:
+        return [s for s in self.live.values() if s.workspace_id == workspace_id]
+
+    def issue_ticket(self, workspace_id: str, session_id: str, user: User, actor: Actor) -> str:
+        """A ticket to re-attach to one's own live session (the client then sends resume)."""
+        live = self.session(workspace_id, session_id)
+        if live.user_id != user.id:
+            raise SessionUnavailable(f"no live session {session_id}")
+        return self.tickets.issue(
+            workspace_id, session_id, user.id, actor.credential_id, resume=True
+        )
+
+    def _forget(self, session: LiveSession) -> None:
+        if self.live.get(session.id) is session:
+            del self.live[session.id]
+
+    # ---------------------------------------------------------------- terminate
+
+    async def terminate(
+        self,
+        workspace_id: str,
+        session_id: str,
+        reason: str,
+        *,
+        by: str | None = None,
+        actor: Actor = SYSTEM,
+        code: int = CloseCode.SESSION_TERMINATED,
+    ) -> None:
+        """End a live session now: ``terminated`` to every client, the shell hung up."""
+        live = self.session(workspace_id, session_id)
+        await live.end(
+            Terminated(reason=reason[:200], by=by),
+            reason=reason,
+            terminated=True,
+            actor=actor,
+            code=code,
+        )
+
+    async def terminate_where(
+        self,
+        workspace_id: str,
+        match: Callable[[LiveSession], bool],
+        reason: str,
+        *,
+        actor: Actor = SYSTEM,
+        code: int = CloseCode.REVOKED,
+    ) -> list[str]:
+        ended = [s for s in self.sessions(workspace_id) if match(s)]
+        await asyncio.gather(
+            *(self.terminate(workspace_id, s.id, reason, actor=actor, code=code) for s in ended),
+            return_exceptions=True,
+        )
+        return [s.id for s in ended]
+
+    async def close_all(self, reason: str = "broker shutting down") -> None:
+        for live in list(self.live.values()):
+            with contextlib.suppress(CorralError):
+                await live.end(
+                    Terminated(reason=reason),
+                    reason=reason,
+                    terminated=True,
+                    code=CloseCode.SERVICE_RESTART,
+                )
+
+    # -------------------------------------------------------------------- serve
+
+    async def serve(self, websocket: WebSocket, session_id: str) -> None:
+        """One person's WebSocket, from ``client_hello`` to disconnect."""
+        await websocket.accept()
+        wire = Wire(websocket, Connection(ConnectionKind.USER, Side.SERVER, limits=self.limits))
+        try:
+            hello = await asyncio.wait_for(wire.receive(), self.hello_timeout)
+        except (Closed, TimeoutError):
+            await wire.close(CloseCode.UNAUTHENTICATED, "client_hello expected")
+            return
+        assert isinstance(hello, ClientHello)  # the USER connection admits nothing else first
+        secret = websocket.query_params.get("ticket") or hello.ticket
+        if not secret:
+            await wire.close(CloseCode.UNAUTHENTICATED, "ticket required")
+            return
+        try:
+            ticket = self.tickets.redeem(secret, session_id)
+        except TicketRefused as refused:
+            await self._refuse_ticket(wire, refused, session_id)
+            return
+        actor = Actor("user", ticket.user_id, ticket.credential_id)
+        live = self.live.get(session_id)
+        if live is None or live.workspace_id != ticket.workspace_id:
+            await self._audit_refusal(
+                ticket.workspace_id, "session.unavailable", actor, session_id, "not live"
+            )
+            await wire.close(CloseCode.UNKNOWN_CHANNEL, "unknown session")
+            return
+        await wire.send(ClientWelcome(session_id=session_id, read_only=False))
+        client = Client(
+            wire,
+            ticket.user_id,
+            ticket.credential_id,
+            read_only=False,
+            cursor=None if ticket.resume else 0,
+        )
+        await live.attach(client)
+        try:
+            await self._client_loop(live, client)
+        finally:
+            await live.detach(client)
+
+    async def _client_loop(self, live: LiveSession, client: Client) -> None:
+        wire = client.wire
+        while True:
+            try:
+                message = await wire.receive()
+            except Closed as closed:
+                if wire.connection.error is not None:
+                    await self._audit_refusal(
+                        live.workspace_id,
+                        "session.client_protocol_error",
+                        client.actor,
+                        live.id,
+                        f"close {closed.code}: {closed.reason}",
+                        category=Category.RESOURCE_ACCESS,
+                        server_id=live.server_id,
+                    )
+                return
+            if isinstance(message, Input):
+                if client.cursor is None:
+                    await live.resume(client, live.buffer.start)
+                if not client.read_only:
+                    await live.input(message.data)
+            elif isinstance(message, Resize):
+                await live.resize(message.cols, message.rows)
+            elif isinstance(message, Resume):
+                await live.resume(client, message.offset)
+
+    async def _refuse_ticket(self, wire: Wire, refused: TicketRefused, session_id: str) -> None:
+        ticket = refused.ticket
+        if ticket is not None:
+            await self._audit_refusal(
+                ticket.workspace_id,
+                "session.ticket_refused",
+                Actor("user", ticket.user_id, ticket.credential_id),
+                session_id,
+                refused.reason,
+                category=Category.AUTHENTICATION,
+            )
+        else:
+            log.warning("session websocket refused: unknown ticket")
+        if refused.reason == "wrong session":
+            await wire.close(CloseCode.UNKNOWN_CHANNEL, "unknown session")
+        else:
+            await wire.close(CloseCode.UNAUTHENTICATED, f"ticket {refused.reason}")
+
+    async def _audit_refusal(
+        self,
+        workspace_id: str,
+        action: str,
+        actor: Actor,
+        session_id: str,
+        reason: str,
+        *,
+        category: Category = Category.AUTHORIZATION,
+        server_id: str = "",
+    ) -> None:
+        with contextlib.suppress(CorralError):
+            await self.services.audit.emit(
+                workspace_id,
+                category,
+                action,
+                outcome=Outcome.DENIED,
+                actor=actor,
+                server_id=server_id,
+                target=session_id[:128],
+                details={"reason": reason},
+            )
