@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["Backoff"]
 

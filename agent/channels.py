@@ -18,8 +18,6 @@ broker beyond a short code and message.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Callable
 
 from agent.errors import (
     AgentError,
@@ -61,6 +59,10 @@ from websh import (
     WebshError,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 __all__ = ["Channel", "ChannelContext", "ExecChannel", "TerminalChannel"]
 
 #: Stop reading a pty / pipe while this much is queued for the broker; resume below LOW.
@@ -71,17 +73,36 @@ LOW_WATER = 64 * 1024
 PIPE_DRAIN_SECONDS = 2.0
 
 
-@dataclass
 class ChannelContext:
     """What a channel needs from the agent: injected so tests can pass fakes."""
 
-    terminals: TerminalTable
-    policy: UserPolicy
-    resolve_user: Callable[[str, UserPolicy], UnixUser]
-    open_terminal: Callable[[UnixUser, int, int], Terminal]
-    start_exec: Callable[[UnixUser, OpenChannel], Execution]
-    clock: Callable[[], float]
-    connect: Callable[[str], WebSocketClient]
+    __slots__ = (
+        "clock",
+        "connect",
+        "open_terminal",
+        "policy",
+        "resolve_user",
+        "start_exec",
+        "terminals",
+    )
+
+    def __init__(
+        self,
+        terminals: TerminalTable,
+        policy: UserPolicy,
+        resolve_user: Callable[[str, UserPolicy], UnixUser],
+        open_terminal: Callable[[UnixUser, int, int], Terminal],
+        start_exec: Callable[[UnixUser, OpenChannel], Execution],
+        clock: Callable[[], float],
+        connect: Callable[[str], WebSocketClient],
+    ) -> None:
+        self.terminals = terminals
+        self.policy = policy
+        self.resolve_user = resolve_user
+        self.open_terminal = open_terminal
+        self.start_exec = start_exec
+        self.clock = clock
+        self.connect = connect
 
 
 class Phase(enum.Enum):

@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Union
 
 from agent.errors import ConfigError
+from websh.record import field, frozen
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -32,7 +31,11 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH = "/etc/corral/agent.toml"
 
-Value = Union[str, int, bool, list[str]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
+
+    Value = Union[str, int, bool, list[str]]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*(?:_[0-9]+)*)")
@@ -40,7 +43,7 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f
 _MAX_FILE_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
+@frozen
 class AgentConfig:
     """Everything the agent needs to dial the broker and decide whom it serves.
 

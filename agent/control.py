@@ -22,7 +22,6 @@ import socket
 import time
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any, Callable
 
 from agent import __version__
 from agent.backoff import Backoff
@@ -66,6 +65,10 @@ from websh import (
     WebshError,
     Welcome,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 __all__ = ["CONTROL_PATH", "Agent"]
 

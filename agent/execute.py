@@ -18,8 +18,8 @@ import os
 import re
 import signal
 import time
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from typing import Callable, NamedTuple
 
 from agent.errors import ExecError
 from agent.spawn import ExitStatus, base_environment, decode_wait_status, spawn
@@ -52,12 +52,20 @@ def which(name: str, path: str) -> str | None:
     return None
 
 
-class ExecResult(NamedTuple):
-    """How the command ended. ``timed_out`` means the agent killed it at its deadline."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing.NamedTuple for mypy; collections.namedtuple (no typing) at run time
+    from typing import Callable, NamedTuple
 
-    exit_code: int | None
-    signal: int | None
-    timed_out: bool
+    class ExecResult(NamedTuple):
+        """How the command ended. ``timed_out``: the agent killed it at its deadline."""
+
+        exit_code: int | None
+        signal: int | None
+        timed_out: bool
+
+else:
+    ExecResult = namedtuple("ExecResult", "exit_code signal timed_out")
+    ExecResult.__doc__ = "How the command ended. ``timed_out``: killed at its deadline."
 
 
 class Execution:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 __all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "Log", "configure", "log"]
 

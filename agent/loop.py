@@ -15,19 +15,26 @@ from __future__ import annotations
 import contextlib
 import selectors
 import time
-from typing import Callable, NamedTuple
+from collections import namedtuple
 
 __all__ = ["Interest", "Loop"]
 
-Callback = Callable[[], None]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing.NamedTuple for mypy; collections.namedtuple (no typing) at run time
+    from typing import Callable, NamedTuple
 
+    Callback = Callable[[], None]
 
-class Interest(NamedTuple):
-    """Call ``on_read`` / ``on_write`` (either may be ``None``) when ``fd`` is ready."""
+    class Interest(NamedTuple):
+        """Call ``on_read`` / ``on_write`` (either may be ``None``) when ``fd`` is ready."""
 
-    fd: int
-    on_read: Callback | None = None
-    on_write: Callback | None = None
+        fd: int
+        on_read: Callback | None = None
+        on_write: Callback | None = None
+
+else:
+    Interest = namedtuple("Interest", "fd on_read on_write", defaults=(None, None))
+    Interest.__doc__ = "Call ``on_read`` / ``on_write`` (either may be None) when ``fd`` is ready."
 
 
 class Loop:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, save_config
 from agent.errors import AgentError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import argparse
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
 
 from agent.sysinfo import MetricsSampler
 from websh import Metrics
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["MetricsSource"]
 

@@ -12,19 +12,27 @@ attached would otherwise eat the agent's memory budget.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from agent.errors import ReplayError
 
 __all__ = ["OutputBuffer", "Replay"]
 
 
-class Replay(NamedTuple):
-    """Bytes from ``offset`` to the end; ``gap`` bytes before ``offset`` are lost for good."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing.NamedTuple for mypy; collections.namedtuple (no typing) at run time
+    from typing import NamedTuple
 
-    offset: int
-    data: bytes
-    gap: int
+    class Replay(NamedTuple):
+        """Bytes from ``offset`` to the end; ``gap`` bytes before ``offset`` are lost."""
+
+        offset: int
+        data: bytes
+        gap: int
+
+else:
+    Replay = namedtuple("Replay", "offset data gap")
+    Replay.__doc__ = "Bytes from ``offset`` to the end; ``gap`` bytes before ``offset`` are lost."
 
 
 class OutputBuffer:

@@ -16,9 +16,12 @@ import fcntl
 import os
 import socket
 import struct
-from typing import Any
 
 from agent import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MetricsSampler",
@@ -40,7 +43,8 @@ VOLATILE_KEYS = frozenset(
 _SIOCGIFADDR = 0x8915
 _SIOCGIFNETMASK = 0x891B
 
-Info = dict[str, Any]
+if TYPE_CHECKING:
+    Info = dict[str, Any]
 
 
 def _read(path: str) -> str | None:

@@ -27,12 +27,15 @@ import struct
 import termios
 import time
 from collections.abc import Iterator
-from typing import Callable
 
 from agent.errors import InputOverflow, TerminalError, TooManyTerminals
 from agent.replay import OutputBuffer, Replay
 from agent.spawn import ExitStatus, base_environment, decode_wait_status, spawn
 from agent.users import UnixUser
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["DEFAULT_TERM", "Terminal", "TerminalTable"]
 

@@ -26,7 +26,6 @@ import errno
 import socket
 import ssl
 import time
-from typing import Callable, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from agent import __version__
@@ -35,7 +34,11 @@ from agent.wsframe import ClientConnection, Close, Message, State
 
 __all__ = ["Phase", "WebSocketClient", "client_ssl_context", "websocket_url"]
 
-Payload = Union[str, bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Union
+
+    Payload = Union[str, bytes]
 
 _READ_SIZE = 65536
 _ABNORMAL = 1006

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Callable
 
 from agent.errors import PrivilegeError, UnknownUser, UserForbidden
+from websh.record import frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = [
     "UnixUser",
@@ -29,7 +32,7 @@ __all__ = [
 _MAX_NAME = 256
 
 
-@dataclass(frozen=True)
+@frozen
 class UnixUser:
     """A resolved Unix account; ``groups`` are the supplementary gids (initgroups)."""
 
@@ -41,7 +44,7 @@ class UnixUser:
     groups: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class UserPolicy:
     """Which users the host allows: ``deny`` always wins; an empty ``allow`` allows all."""
 

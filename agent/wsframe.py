@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import binascii
 import os
-from typing import Callable, NoReturn, Union
 
 from agent.errors import FrameError, HandshakeError, MessageTooLarge, TransportError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, NoReturn, Union
 
 try:
     _sha1 = __import__("_sha1").sha1  # builtin: no OpenSSL wrapper, no hashlib
@@ -158,7 +161,8 @@ class Close:
         return f"Close({self.code}, {self.reason!r})"
 
 
-Event = Union[Message, Ping, Pong, Close]
+if TYPE_CHECKING:
+    Event = Union[Message, Ping, Pong, Close]
 
 
 class State:

@@ -1,10 +1,12 @@
 """Message base classes and the generic field (de)serialisation they share.
 
-A websh message is a frozen dataclass. Text messages (``TextMessage``) travel as one JSON
-object per WebSocket text message, ``{"type": <wire name>, <field>: <value>, ...}``;
-binary messages (``BinaryMessage``) travel as one byte of kind followed by raw stream
-bytes. Each dataclass field carries its checker (see ``fields.py``), so decoding is one
-loop here instead of thirty hand-written parsers that could drift from the encoder.
+A websh message is a ``@frozen`` record class (``record.py``: frozen-dataclass behaviour
+without importing ``dataclasses``, ``inspect`` or ``typing``, which cost the agent ~2.5
+MiB). Text messages (``TextMessage``) travel as one JSON object per WebSocket text
+message, ``{"type": <wire name>, <field>: <value>, ...}``; binary messages
+(``BinaryMessage``) travel as one byte of kind followed by raw stream bytes. Each field
+carries its checker (see ``fields.py``), so decoding is one loop here instead of thirty
+hand-written parsers that could drift from the encoder.
 
 Wire rules decided here:
 
@@ -16,18 +18,20 @@ Wire rules decided here:
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, TypeVar, cast
 
 from .errors import ValidationError
-from .fields import Check
 from .limits import Limits
+from .record import fields
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar, TypeVar
+
+    T = TypeVar("T", bound="TextMessage")
 
 __all__ = ["BinaryMessage", "Message", "TextMessage", "from_json_object", "to_json_object"]
-
-T = TypeVar("T", bound="TextMessage")
 
 
 class Message:
@@ -67,7 +71,7 @@ def _jsonable(value: object) -> object:
 def to_json_object(message: TextMessage) -> dict[str, object]:
     """The JSON object for ``message`` (``type`` first, ``None`` fields omitted)."""
     result: dict[str, object] = {"type": message.type}
-    for field in dataclasses.fields(cast(Any, message)):
+    for field in fields(message):
         value = getattr(message, field.name)
         if value is not None:
             result[field.name] = _jsonable(value)
@@ -77,13 +81,14 @@ def to_json_object(message: TextMessage) -> dict[str, object]:
 def from_json_object(cls: type[T], obj: Mapping[str, object], limits: Limits) -> T:
     """Build and validate a ``cls`` from a decoded JSON object."""
     kwargs: dict[str, object] = {}
-    for field in dataclasses.fields(cast(Any, cls)):
-        check = cast(Check, field.metadata["check"])
+    for field in fields(cls):
+        check = field.check
+        assert check is not None, f"{cls.__name__}.{field.name} has no checker"
         value = obj.get(field.name)
         if value is not None:
             kwargs[field.name] = check(value, field.name, limits)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        elif field.required:
             raise ValidationError(f"{cls.type}: missing field {field.name!r}")
-    message = cast(Callable[..., T], cls)(**kwargs)
+    message = cls(**kwargs)
     message.check(limits)
     return message

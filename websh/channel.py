@@ -13,19 +13,21 @@ buffer it sends ``error`` code ``attach_gap`` and continues from the oldest byte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from .base import TextMessage
 from .fields import MAX_SAFE_INT, ident, integer, label, optional, secret, spec
+from .record import frozen
 from .version import PROTOCOL_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = ["Attach", "ChannelHello", "ChannelWelcome", "Eof"]
 
 _PROTOCOL = label(32, nonempty=True)
 
 
-@dataclass(frozen=True)
+@frozen
 class ChannelHello(TextMessage):
     """First message of a data channel: which channel, and the token that proves it."""
 
@@ -38,7 +40,7 @@ class ChannelHello(TextMessage):
         return f"ChannelHello(channel_id={self.channel_id!r})"
 
 
-@dataclass(frozen=True)
+@frozen
 class ChannelWelcome(TextMessage):
     """The broker accepted the data channel; streams may flow."""
 
@@ -46,7 +48,7 @@ class ChannelWelcome(TextMessage):
     protocol: str = optional(_PROTOCOL, PROTOCOL_VERSION)
 
 
-@dataclass(frozen=True)
+@frozen
 class Attach(TextMessage):
     """Re-attach to a surviving process; replay output from byte ``offset``."""
 
@@ -55,7 +57,7 @@ class Attach(TextMessage):
     offset: int = spec(integer(0, MAX_SAFE_INT))
 
 
-@dataclass(frozen=True)
+@frozen
 class Eof(TextMessage):
     """No more ``Input`` will follow: close the exec process's stdin."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Callable, Union, cast
 
 from .base import BinaryMessage, Message, TextMessage, from_json_object, to_json_object
 from .catalog import BINARY_KINDS, HELLO, TEXT_TYPES, WELCOME
@@ -33,8 +32,14 @@ from .version import check_version
 
 __all__ = ["Payload", "decode", "encode", "parse_binary", "parse_text", "validate_text"]
 
-#: One WebSocket message: ``str`` for a text message, ``bytes`` for a binary one.
-Payload = Union[str, bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
+
+    #: One WebSocket message: ``str`` for a text message, ``bytes`` for a binary one.
+    Payload = Union[str, bytes]
+else:
+    Payload = (str, bytes)  # no typing at run time; still usable with isinstance()
 
 HANDSHAKES: frozenset[type[TextMessage]] = frozenset(HELLO.values()) | frozenset(WELCOME.values())
 
@@ -170,7 +175,7 @@ def parse_binary(data: bytes, limits: Limits = DEFAULT_LIMITS) -> BinaryMessage:
     cls = BINARY_KINDS.get(data[0])
     if cls is None:
         raise UnknownMessageError(f"unknown binary message kind 0x{data[0]:02x}")
-    return cast(Callable[[bytes], BinaryMessage], cls)(data[1:])
+    return cls(data[1:])  # type: ignore[call-arg]
 
 
 def decode(payload: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Message:

@@ -8,15 +8,17 @@ stack). ``error`` reports a non-fatal or pre-close problem with a machine ``code
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from .base import TextMessage
 from .errors import ValidationError
 from .fields import boolean, ident, integer, label, number, optional, spec
 from .fields import terminal_cols as _cols
 from .fields import terminal_rows as _rows
 from .limits import Limits
+from .record import frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = ["ErrorMessage", "Exit", "Ping", "Pong", "Resize"]
 
@@ -24,7 +26,7 @@ _NONCE = integer(0)
 _TIMESTAMP = number(0.0, 1e11)
 
 
-@dataclass(frozen=True)
+@frozen
 class Ping(TextMessage):
     """Heartbeat; the receiver answers ``Pong`` with the same nonce and ts."""
 
@@ -33,7 +35,7 @@ class Ping(TextMessage):
     ts: float = spec(_TIMESTAMP)
 
 
-@dataclass(frozen=True)
+@frozen
 class Pong(TextMessage):
     """Heartbeat answer; echoing ``ts`` lets the pinger measure RTT statelessly."""
 
@@ -42,7 +44,7 @@ class Pong(TextMessage):
     ts: float = spec(_TIMESTAMP)
 
 
-@dataclass(frozen=True)
+@frozen
 class ErrorMessage(TextMessage):
     """A problem report: ``code`` is machine-readable, ``message`` safe for users."""
 
@@ -52,7 +54,7 @@ class ErrorMessage(TextMessage):
     channel_id: str | None = optional(ident)
 
 
-@dataclass(frozen=True)
+@frozen
 class Resize(TextMessage):
     """New terminal size in character cells."""
 
@@ -61,7 +63,7 @@ class Resize(TextMessage):
     rows: int = spec(_rows)
 
 
-@dataclass(frozen=True)
+@frozen
 class Exit(TextMessage):
     """The process ended: exactly one of ``status`` (exit code) or ``signal`` is set."""
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar
 
 from .base import TextMessage
 from .errors import ValidationError
@@ -39,7 +37,12 @@ from .fields import (
     secret as _secret,
 )
 from .limits import Limits
+from .record import frozen
 from .version import PROTOCOL_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "ChannelKind",
@@ -68,7 +71,7 @@ class ChannelKind(str, enum.Enum):
     EXEC = "exec"
 
 
-@dataclass(frozen=True)
+@frozen
 class Hello(TextMessage):
     """Agent authentication; must be the first message on a control connection.
 
@@ -80,7 +83,7 @@ class Hello(TextMessage):
     agent_id: str = spec(ident)
     secret: str = spec(_secret)
     agent_version: str = spec(label(64, nonempty=True))
-    sysinfo: SystemInfo = spec(system_info)  # noqa: RUF009 - spec() is a field()
+    sysinfo: SystemInfo = spec(system_info)
     channels: tuple[str, ...] = optional(ident_list, ())
     protocol: str = optional(_PROTOCOL, PROTOCOL_VERSION)
 
@@ -88,7 +91,7 @@ class Hello(TextMessage):
         return f"Hello(agent_id={self.agent_id!r}, agent_version={self.agent_version!r})"
 
 
-@dataclass(frozen=True)
+@frozen
 class Welcome(TextMessage):
     """Broker accepted the agent; intervals are seconds (metrics 0 = do not send)."""
 
@@ -98,15 +101,15 @@ class Welcome(TextMessage):
     protocol: str = optional(_PROTOCOL, PROTOCOL_VERSION)
 
 
-@dataclass(frozen=True)
+@frozen
 class SysInfo(TextMessage):
     """System information changed since ``hello`` (full replacement, not a diff)."""
 
     type: ClassVar[str] = "sysinfo"
-    info: SystemInfo = spec(system_info)  # noqa: RUF009 - spec() is a field()
+    info: SystemInfo = spec(system_info)
 
 
-@dataclass(frozen=True)
+@frozen
 class Metrics(TextMessage):
     """Resource usage sample; sizes in bytes, cpu in percent of all cores, disk = root fs."""
 
@@ -120,7 +123,7 @@ class Metrics(TextMessage):
     load: tuple[float, float, float] = spec(load_triple)
 
 
-@dataclass(frozen=True)
+@frozen
 class OpenChannel(TextMessage):
     """Ask the agent to dial back a data channel at ``path`` presenting ``token``.
 
@@ -132,7 +135,7 @@ class OpenChannel(TextMessage):
 
     type: ClassVar[str] = "open_channel"
     channel_id: str = spec(ident)
-    kind: ChannelKind = spec(enum_of(ChannelKind))  # noqa: RUF009 - spec() is a field()
+    kind: ChannelKind = spec(enum_of(ChannelKind))
     token: str = spec(_secret)
     path: str = spec(url_path)
     user: str = spec(unix_user)
@@ -161,7 +164,7 @@ class OpenChannel(TextMessage):
                 raise ValidationError("open_channel: exec takes no 'cols'/'rows'")
 
 
-@dataclass(frozen=True)
+@frozen
 class CloseChannel(TextMessage):
     """Broker: end this channel's process. Agent: the channel could not open or was lost."""
 
@@ -170,7 +173,7 @@ class CloseChannel(TextMessage):
     reason: str = optional(label(), "")
 
 
-@dataclass(frozen=True)
+@frozen
 class RetryLater(TextMessage):
     """Broker is overloaded or draining: reconnect no sooner than ``after`` seconds."""
 

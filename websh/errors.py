@@ -23,9 +23,11 @@ unicode and int-conversion errors are translated into these classes inside the c
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from .close_codes import CloseCode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "ConnectionClosedError",

@@ -13,14 +13,20 @@ not be able to repaint it.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 import re
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
 
 from .errors import MessageTooBigError, ValidationError
 from .limits import Limits
+from .record import Field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    E = TypeVar("E", bound=enum.Enum)
 
 __all__ = [
     "Check",
@@ -47,8 +53,10 @@ __all__ = [
     "url_path",
 ]
 
-Check = Callable[[object, str, Limits], object]
-E = TypeVar("E", bound=enum.Enum)
+if TYPE_CHECKING:
+    Check = Callable[[object, str, Limits], object]
+else:
+    Check = Callable  # typing-free at run time: a checker is any such callable
 
 MAX_SAFE_INT = 2**53 - 1  # largest integer every JSON implementation (browsers) keeps exact
 
@@ -63,18 +71,18 @@ _URL_PATH = re.compile(r"/(?!/)[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,2047}")
 
 
 def spec(check: Check) -> Any:
-    """Declare a required dataclass field validated by ``check``."""
-    return dataclasses.field(metadata={"check": check})
+    """Declare a required message field validated by ``check``."""
+    return Field(check=check)
 
 
 def optional(check: Check, default: object = None) -> Any:
     """Declare an optional field: absent or JSON null means ``default``."""
-    return dataclasses.field(default=default, metadata={"check": check})
+    return Field(default=default, check=check)
 
 
 def optional_factory(check: Check, factory: Callable[[], object]) -> Any:
     """Declare an optional field whose default is built by ``factory`` (mutable values)."""
-    return dataclasses.field(default_factory=factory, metadata={"check": check})
+    return Field(default_factory=factory, check=check)
 
 
 def _fail(name: str, rule: str) -> ValidationError:

@@ -10,14 +10,13 @@ its own limits would refuse to receive, and large byte streams are split to fit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import UsageError
+from .record import frozen
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """Bounds on decoded input.
 

@@ -17,15 +17,17 @@ kind  class     meaning
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from .base import BinaryMessage
+from .record import frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = ["STREAM_KINDS", "Input", "Output", "Stderr", "Stdout"]
 
 
-@dataclass(frozen=True)
+@frozen
 class Input(BinaryMessage):
     """Bytes for the process: keystrokes on a terminal, stdin on exec."""
 
@@ -34,7 +36,7 @@ class Input(BinaryMessage):
     data: bytes
 
 
-@dataclass(frozen=True)
+@frozen
 class Output(BinaryMessage):
     """Bytes the pty wrote (stdout and stderr are merged by the terminal)."""
 
@@ -43,7 +45,7 @@ class Output(BinaryMessage):
     data: bytes
 
 
-@dataclass(frozen=True)
+@frozen
 class Stdout(BinaryMessage):
     """Bytes an exec process wrote to stdout."""
 
@@ -52,7 +54,7 @@ class Stdout(BinaryMessage):
     data: bytes
 
 
-@dataclass(frozen=True)
+@frozen
 class Stderr(BinaryMessage):
     """Bytes an exec process wrote to stderr."""
 

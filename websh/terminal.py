@@ -10,9 +10,6 @@ approval progress, participants of a shared session, and how the session ended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from .base import TextMessage
 from .fields import (
     MAX_SAFE_INT,
@@ -29,7 +26,12 @@ from .fields import (
     terminal_rows,
     url_path,
 )
+from .record import frozen
 from .version import PROTOCOL_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "ApprovalDenied",
@@ -48,7 +50,7 @@ __all__ = [
 _PROTOCOL = label(32, nonempty=True)
 
 
-@dataclass(frozen=True)
+@frozen
 class ClientHello(TextMessage):
     """First message from a browser/CLI: initial terminal size and optional ticket."""
 
@@ -62,7 +64,7 @@ class ClientHello(TextMessage):
         return f"ClientHello(cols={self.cols}, rows={self.rows})"
 
 
-@dataclass(frozen=True)
+@frozen
 class ClientWelcome(TextMessage):
     """The broker attached the user to ``session_id``; ``read_only`` for observers."""
 
@@ -72,7 +74,7 @@ class ClientWelcome(TextMessage):
     protocol: str = optional(_PROTOCOL, PROTOCOL_VERSION)
 
 
-@dataclass(frozen=True)
+@frozen
 class Resume(TextMessage):
     """After a reconnect: the client already holds ``offset`` output bytes; send the rest."""
 
@@ -80,7 +82,7 @@ class Resume(TextMessage):
     offset: int = spec(integer(0, MAX_SAFE_INT))
 
 
-@dataclass(frozen=True)
+@frozen
 class CommandBlocked(TextMessage):
     """Policy refused ``command``; it was not run. ``command`` may hold control bytes:
     render it escaped."""
@@ -91,7 +93,7 @@ class CommandBlocked(TextMessage):
     rule_id: str | None = optional(ident)
 
 
-@dataclass(frozen=True)
+@frozen
 class MfaRequired(TextMessage):
     """The held command needs step-up MFA via one of ``methods`` (e.g. totp, webauthn),
     completed at ``url`` when given."""
@@ -102,7 +104,7 @@ class MfaRequired(TextMessage):
     url: str | None = optional(url_path)
 
 
-@dataclass(frozen=True)
+@frozen
 class ApprovalPending(TextMessage):
     """The held command waits for one of ``approvers``."""
 
@@ -112,7 +114,7 @@ class ApprovalPending(TextMessage):
     reason: str = optional(label(), "")
 
 
-@dataclass(frozen=True)
+@frozen
 class ApprovalGranted(TextMessage):
     """``approvers`` (those who decided) allowed the held command; it runs now."""
 
@@ -122,7 +124,7 @@ class ApprovalGranted(TextMessage):
     reason: str = optional(label(), "")
 
 
-@dataclass(frozen=True)
+@frozen
 class ApprovalDenied(TextMessage):
     """``approvers`` refused (or the request expired); the held command was discarded."""
 
@@ -132,7 +134,7 @@ class ApprovalDenied(TextMessage):
     reason: str = optional(label(), "")
 
 
-@dataclass(frozen=True)
+@frozen
 class ParticipantJoined(TextMessage):
     """Someone joined this shared session as ``role`` (owner, moderator, observer, ...)."""
 
@@ -141,7 +143,7 @@ class ParticipantJoined(TextMessage):
     role: str = spec(label(32, nonempty=True))
 
 
-@dataclass(frozen=True)
+@frozen
 class ParticipantLeft(TextMessage):
     """Someone left this shared session."""
 
@@ -149,7 +151,7 @@ class ParticipantLeft(TextMessage):
     user: str = spec(label(nonempty=True))
 
 
-@dataclass(frozen=True)
+@frozen
 class Terminated(TextMessage):
     """The broker ended the session (admin, policy, revocation, idle); ``by`` who, if a
     person did."""
