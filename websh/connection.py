@@ -2,7 +2,7 @@
 
 Modelled on python-websockets' ``protocol.py``: this class never reads or writes a socket,
 never sleeps and never looks at a clock, so the broker's asyncio adapter and the agent's
-selectors + wsproto adapter drive the very same state machine, and it can be fuzzed
+selectors + wsframe adapter drive the very same state machine, and it can be fuzzed
 directly. Typical adapter loop::
 
     conn = Connection(ConnectionKind.CONTROL, Side.CLIENT)
