@@ -4,7 +4,8 @@ Websh is the layer *inside* WebSocket messages: a text message is one JSON objec
 ``type``, a binary message is one kind byte plus stream bytes. ``Connection`` is a sans-I/O
 state machine (feed payloads in, get typed events and payloads to send out); it never
 imports asyncio or sockets, so the broker (asyncio) and the agent (selectors and its own
-RFC 6455 client) share it. Standard library only, Python 3.9+. The full catalog is in ``docs/websh.md``.
+RFC 6455 client) share it. Standard library only, Python 3.9+. The full catalog is in
+``docs/websh.md``.
 """
 
 from __future__ import annotations
