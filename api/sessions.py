@@ -9,7 +9,6 @@ The gateway is built on first use from the app's runtime and hub unless one was 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from api.auth import Principal, authenticate
+from api.bodies import json_object
 from api.problems import ApiError, BadRequest, Forbidden, NotFoundProblem
 from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
@@ -32,7 +32,6 @@ from broker.store.models import Role, TokenScope
 __all__ = ["gateway_of", "session_routes"]
 
 UNIX_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-MAX_BODY = 16 * 1024
 STAFF = (Role.STAFF, Role.SUPERUSER)
 
 
@@ -57,19 +56,6 @@ def gateway_of(app: Starlette) -> GatewaySessions:
 def _services(conn: HTTPConnection) -> Services:
     services: Services = conn.app.state.services
     return services
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise BadRequest("request body too large")
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        raise BadRequest("body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object")
-    return data
 
 
 def _int(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -100,7 +86,7 @@ async def open_session(request: Request) -> JSONResponse:
     services = _services(request)
     principal = await authenticate(request, services)
     _need_write(principal)
-    data = await _json(request)
+    data = await json_object(request, allow_empty=True)
     server = data.get("server")
     unix_user = data.get("unix_user")
     if not isinstance(server, str) or not 1 <= len(server) <= 100:

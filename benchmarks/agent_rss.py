@@ -59,6 +59,7 @@ from broker.agents.wire import Closed
 from websh import ChannelKind, Exit, Input, Output
 
 PROMISE_MIB = 20e6 / 2**20  # "20 MB" read strictly as 20,000,000 bytes = 19.07 MiB
+BUSY_TARGET_MIB = 24e6 / 2**20  # the agent issue: <= 24 MB with 4 terminals streaming
 TERMINALS = 4
 TERMINAL_BYTES = 20_000_000
 EXEC_COMMAND = "seq 1 2000000"  # 14.9 MB of output
@@ -385,10 +386,13 @@ async def benchmark(args: argparse.Namespace) -> None:
                         print(f"corral-agent.pyz not measured: GET failed ({exc})")
                 measured += await measure_variants(broker, variants, args.runs)
     print()
-    print(f"Medians over runs; MiB = 2**20 bytes; the promise 20 MB = {PROMISE_MIB:.2f} MiB.")
+    print(
+        f"Medians over runs; MiB = 2**20 bytes; targets: idle <= 20 MB = {PROMISE_MIB:.2f} MiB, "
+        f"busy <= 24 MB = {BUSY_TARGET_MIB:.2f} MiB."
+    )
     header = (
         f"{'agent':<32} {'runs':>4} {'idle RSS':>9} {'busy med':>9} {'busy max':>9} "
-        f"{'VmHWM':>7} {'after':>7} {'< 20 MB?':>9}"
+        f"{'VmHWM':>7} {'after':>7} {'idle ok':>8} {'busy ok':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -398,16 +402,17 @@ async def benchmark(args: argparse.Namespace) -> None:
             return statistics.median(getattr(s, name) for s in runs)
 
         worst = max(med("busy_max"), med("busy_hwm"))
-        verdict = "yes" if worst < PROMISE_MIB else "NO"
+        idle_ok = "yes" if med("idle_rss") <= PROMISE_MIB else "NO"
+        busy_ok = "yes" if worst <= BUSY_TARGET_MIB else "NO"
         print(
             f"{variant.label:<32} {len(runs):>4} {med('idle_rss'):>9.1f} "
             f"{med('busy_median'):>9.1f} {med('busy_max'):>9.1f} {med('busy_hwm'):>7.1f} "
-            f"{med('after_rss'):>7.1f} {verdict:>9}"
+            f"{med('after_rss'):>7.1f} {idle_ok:>8} {busy_ok:>8}"
         )
     print()
     print("idle = VmRSS after 5 s connected; busy = VmRSS sampled every 100 ms while the")
     print("4 terminals + exec stream; VmHWM = peak RSS of the process; after = VmRSS 2 s")
-    print("after the busy phase. '< 20 MB?' compares the worse of busy max and VmHWM.")
+    print("after the busy phase. 'busy ok' judges the worse of busy max and VmHWM.")
 
 
 def main() -> None:

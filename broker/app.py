@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from api.agents import agent_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
 from api.sessions import session_routes
-from broker.agents.endpoints import agent_routes
 from broker.agents.hub import AgentHub
 from broker.errors import CorralError
 from broker.runtime import Runtime

@@ -1,5 +1,6 @@
-"""Agents as the broker sees them: the hub of control connections and data channels,
-and the HTTP endpoints agents use (registration, install script, the agent itself)."""
+"""Agents as the broker sees them: the hub of control connections and data channels.
+
+The HTTP and WebSocket endpoints agents reach live in ``api/agents.py``."""
 
 from broker.agents.hub import AgentHub, AgentOffline, DataChannel, ExecResult
 

@@ -7,7 +7,6 @@ for a credential. Registration-token issuance is for staff and superusers.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ from starlette.websockets import WebSocket
 
 from agent.build import build_zipapp, install_script
 from api.auth import authenticate
+from api.bodies import json_object
 from api.problems import BadRequest, Forbidden
 from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH, AgentHub
 from broker.runtime import Runtime
 from broker.store.models import Role
 
 __all__ = ["agent_routes"]
-
-MAX_REGISTRATION_BYTES = 64 * 1024
 
 
 def _hub(request: Request | WebSocket) -> AgentHub:
@@ -39,19 +37,6 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_REGISTRATION_BYTES:
-        raise BadRequest("request body too large")
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadRequest("request body must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise BadRequest("request body must be a JSON object")
-    return value
-
-
 def _string(body: dict[str, Any], key: str, *, required: bool = True) -> str:
     value = body.get(key)
     if value is None and not required:
@@ -62,7 +47,7 @@ def _string(body: dict[str, Any], key: str, *, required: bool = True) -> str:
 
 
 async def register(request: Request) -> JSONResponse:
-    body = await _json_object(request)
+    body = await json_object(request)
     token = _string(body, "token")
     name = _string(body, "name")
     tags = body.get("tags") or {}
