@@ -202,10 +202,12 @@ class AgentService(Service):
         why: str | None = None
         async with self.db.transaction() as s:
             token = await s.get(RegistrationToken, ident)
-            if token is None or not secret_matches(secret, token.secret_hash):
+            if token is None:
                 raise AuthenticationFailed("invalid registration token")
             ws, now = token.workspace_id, self.clock()
-            if token.used_at is not None:
+            if not secret_matches(secret, token.secret_hash):
+                why = "wrong secret"  # a real token's id with a guessed secret: audit it
+            elif token.used_at is not None:
                 why = "already used"
             elif now >= token.expires_at:
                 why = "expired"
@@ -272,6 +274,8 @@ class AgentService(Service):
                     session=s,
                 )
                 return server, credential, agent_secret
+        if why == "wrong secret":
+            raise AuthenticationFailed("invalid registration token")
         raise AuthenticationFailed(f"registration token {why}")
 
     async def authenticate(self, secret: str) -> tuple[AgentCredential, Server]:
@@ -281,13 +285,17 @@ class AgentService(Service):
             raise AuthenticationFailed("invalid agent credential") from None
         async with self.db.transaction() as s:
             credential = await s.get(AgentCredential, ident)
-            if credential is None or not secret_matches(secret, credential.secret_hash):
+            if credential is None:
                 raise AuthenticationFailed("invalid agent credential")
             server = await fetch(s, Server, credential.workspace_id, credential.server_id)
-            if credential.revoked_at is None:
+            if not secret_matches(secret, credential.secret_hash):
+                why = "wrong secret"  # a real credential's id with a guessed secret
+            elif credential.revoked_at is None:
                 credential.last_used_at = self.clock()
                 s.add(credential)
                 return credential, server
+            else:
+                why = "revoked"
             await self.audit.emit(
                 credential.workspace_id,
                 Category.AUTHENTICATION,
@@ -295,9 +303,11 @@ class AgentService(Service):
                 outcome=Outcome.DENIED,
                 actor=Actor("agent", server.id, credential.id),
                 server_id=server.id,
-                details={"reason": "revoked"},
+                details={"reason": why},
                 session=s,
             )
+        if why == "wrong secret":
+            raise AuthenticationFailed("invalid agent credential")
         raise AuthenticationFailed("agent credential revoked")
 
     async def credentials(

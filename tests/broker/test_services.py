@@ -319,6 +319,30 @@ async def test_reregistering_revokes_the_old_credential(services: Services) -> N
         )
 
 
+async def test_guessed_agent_secrets_are_audited(services: Services) -> None:
+    ws = (await services.workspaces.create("acme")).id
+    reg, secret = await services.agents.create_registration_token(ws)
+    guessed = f"crlreg_{reg.id}_{'0' * 48}"
+    with pytest.raises(AuthenticationFailed, match=r"^invalid registration token$"):
+        await services.agents.register(guessed, name="web-1")
+    event = await _last(services, ws)
+    assert (event.action, event.outcome) == ("agent.registration_refused", "denied")
+    assert details_of(event)["reason"] == "wrong secret"
+
+    server, credential, agent_secret = await services.agents.register(secret, name="web-1")
+    forged = agent_secret[:-1] + ("0" if agent_secret[-1] != "0" else "1")
+    with pytest.raises(AuthenticationFailed, match=r"^invalid agent credential$"):
+        await services.agents.authenticate(forged)
+    event = await _last(services, ws)
+    assert (event.action, event.outcome, event.server_id) == (
+        "agent.credential_refused",
+        "denied",
+        server.id,
+    )
+    assert details_of(event)["reason"] == "wrong secret"
+    assert (await services.agents.authenticate(agent_secret))[0].id == credential.id
+
+
 # -- approvals ---------------------------------------------------------------------------
 
 
