@@ -20,21 +20,11 @@ from agent.build import build_zipapp, install_script
 from api.auth import authenticate
 from api.bodies import json_object
 from api.problems import BadRequest, Forbidden
-from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH, AgentHub
-from broker.runtime import Runtime
+from api.state import hub_of, runtime_of
+from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH
 from broker.store.models import Role
 
 __all__ = ["agent_routes"]
-
-
-def _hub(request: Request | WebSocket) -> AgentHub:
-    hub: AgentHub = request.app.state.hub
-    return hub
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _string(body: dict[str, Any], key: str, *, required: bool = True) -> str:
@@ -59,7 +49,7 @@ async def register(request: Request) -> JSONResponse:
     platform = sysinfo.get("platform")
     platform_name = platform.get("pretty_name", "") if isinstance(platform, dict) else ""
     client = request.client
-    server, _credential, secret = await _runtime(request).services.agents.register(
+    server, _credential, secret = await runtime_of(request).services.agents.register(
         token,
         name=name,
         platform=str(platform_name or ""),
@@ -78,7 +68,7 @@ async def register(request: Request) -> JSONResponse:
 
 
 async def registration_token(request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     principal = await authenticate(request, runtime.services)
     if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
         raise Forbidden("registering servers needs the staff or superuser role")
@@ -98,7 +88,7 @@ async def registration_token(request: Request) -> JSONResponse:
 
 
 async def install_sh(request: Request) -> Response:
-    url = _runtime(request).settings.effective_public_url
+    url = runtime_of(request).settings.effective_public_url
     return PlainTextResponse(install_script(url), media_type="text/x-shellscript")
 
 
@@ -115,18 +105,18 @@ def _build_once(target: Path) -> None:
 
 async def agent_pyz(request: Request) -> Response:
     """The agent as one file, built from this broker's own code on first request."""
-    target = _runtime(request).settings.data_dir / "dist" / "corral-agent.pyz"
+    target = runtime_of(request).settings.data_dir / "dist" / "corral-agent.pyz"
     async with _build_lock:
         await asyncio.to_thread(_build_once, target)
     return FileResponse(target, media_type="application/zip", filename="corral-agent.pyz")
 
 
 async def control(websocket: WebSocket) -> None:
-    await _hub(websocket).serve_control(websocket)
+    await hub_of(websocket).serve_control(websocket)
 
 
 async def channel(websocket: WebSocket) -> None:
-    await _hub(websocket).serve_channel(websocket)
+    await hub_of(websocket).serve_channel(websocket)
 
 
 def agent_routes() -> list[BaseRoute]:

@@ -9,19 +9,14 @@ from starlette.routing import BaseRoute, Route
 
 from api.auth import authenticate
 from api.problems import Forbidden
-from broker.services import Services
+from api.state import services_of
 from broker.store.models import Role
 
 __all__ = ["routes"]
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 async def whoami(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     workspace = await services.workspaces.get(principal.workspace_id)
     return JSONResponse(
@@ -38,7 +33,7 @@ async def whoami(request: Request) -> JSONResponse:
 
 
 async def audit_verify(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
         raise Forbidden("reading the audit log needs the staff or superuser role")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -22,11 +22,11 @@ from starlette.websockets import WebSocket
 from api.auth import Principal, authenticate
 from api.bodies import json_object
 from api.problems import ApiError, BadRequest, Forbidden, NotFoundProblem
+from api.state import services_of
 from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
 from broker.gateway import AccessDenied, GatewaySessions, Revocation, SessionUnavailable
 from broker.runtime import Runtime
-from broker.services import Services
 from broker.store.models import Role, TokenScope
 
 __all__ = ["gateway_of", "session_routes"]
@@ -51,11 +51,6 @@ def gateway_of(app: Starlette) -> GatewaySessions:
         )
         app.state.gateway = gateway
     return gateway
-
-
-def _services(conn: HTTPConnection) -> Services:
-    services: Services = conn.app.state.services
-    return services
 
 
 def _int(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -83,7 +78,7 @@ def _websocket_url(request: Request, session_id: str, ticket: str) -> str:
 
 
 async def open_session(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     _need_write(principal)
     data = await json_object(request, allow_empty=True)
@@ -122,7 +117,7 @@ async def open_session(request: Request) -> JSONResponse:
 
 
 async def new_ticket(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     _need_write(principal)
     session_id = request.path_params["session_id"]
@@ -153,7 +148,7 @@ async def new_ticket(request: Request) -> JSONResponse:
 
 
 async def list_sessions(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     live = gateway_of(request.app).sessions(principal.workspace_id)
     if principal.user.role not in STAFF:
@@ -176,7 +171,7 @@ async def list_sessions(request: Request) -> JSONResponse:
 
 
 async def terminate_session(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     _need_write(principal)
     session_id = request.path_params["session_id"]
@@ -202,7 +197,7 @@ async def terminal(websocket: WebSocket) -> None:
 
 
 async def download_recording(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     recording = await services.recordings.get(
         principal.workspace_id, request.path_params["recording_id"]
@@ -226,7 +221,7 @@ async def download_recording(request: Request) -> Response:
 
 
 async def list_recordings(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     session_id = request.query_params.get("session_id")
     rows = await services.recordings.list(principal.workspace_id, session_id=session_id)
@@ -253,7 +248,7 @@ def _revocation(request: Request) -> Revocation:
 
 
 async def disable_user(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     _need_admin(principal)
     user_id = request.path_params["user_id"]
@@ -265,7 +260,7 @@ async def disable_user(request: Request) -> JSONResponse:
 
 
 async def revoke_token(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     token_id = request.path_params["token_id"]
     own = {
@@ -281,7 +276,7 @@ async def revoke_token(request: Request) -> JSONResponse:
 
 
 async def revoke_grant(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     principal = await authenticate(request, services)
     _need_admin(principal)
     await services.grants.revoke(
