@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from api.sessions import session_routes
 from api.shares import share_routes
 from broker.agents.hub import AgentHub
 from broker.errors import CorralError
+from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime
 
 __all__ = ["create_app"]
@@ -23,10 +25,16 @@ __all__ = ["create_app"]
 def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
     agent_hub = hub or AgentHub(runtime.services)
 
+    retention = RecordingRetention(runtime.services, runtime.settings.data_dir / "recordings")
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await agent_hub.close_all()
+        purge = asyncio.create_task(retention.run(), name="recording-retention")
+        try:
+            yield
+        finally:
+            purge.cancel()
+            await agent_hub.close_all()
 
     app = Starlette(
         routes=[*routes(), *agent_routes(), *session_routes(), *share_routes()],

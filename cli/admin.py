@@ -20,6 +20,7 @@ from broker.agents.hub import AgentHub
 from broker.app import create_app
 from broker.bootstrap import initialise
 from broker.errors import CorralError, NotFound, SettingsError
+from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
@@ -130,6 +131,25 @@ async def audit_purge(args: argparse.Namespace) -> int:
             print(
                 f"{workspace.name}: removed {removed} events older than "
                 f"{workspace.audit_retention_days} days"
+            )
+    return 0
+
+
+async def recordings_purge(args: argparse.Namespace) -> int:
+    """Apply each workspace's recording retention now (the broker also does it hourly)."""
+    settings = load_settings()
+    async with open_runtime(settings, migrate=False) as rt:
+        retention = RecordingRetention(rt.services, settings.data_dir / "recordings")
+        if args.workspace is None:
+            results = await retention.purge_all()
+        else:
+            results = [await retention.purge((await _workspace(rt, args.workspace)).id)]
+        names = {w.id: w.name for w in await rt.services.workspaces.list_all()}
+        for result in results:
+            print(
+                f"{names.get(result.workspace_id, result.workspace_id)}: removed "
+                f"{result.removed} recordings ({result.bytes} bytes) older than "
+                f"{result.retention_days} days"
             )
     return 0
 

@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--workspace", default=None, help="only this workspace (name)")
     purge.set_defaults(run=admin.audit_purge)
 
+    recordings = commands.add_parser("recordings", help="session recordings")
+    recording_commands = recordings.add_subparsers(
+        dest="recordings_command", metavar="ACTION", required=True
+    )
+    recordings_purge = recording_commands.add_parser(
+        "purge", help="remove recordings older than each workspace's retention (audited)"
+    )
+    recordings_purge.add_argument("--workspace", default=None, help="only this workspace (name)")
+    recordings_purge.set_defaults(run=admin.recordings_purge)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=admin.version)
     return parser
