@@ -46,6 +46,11 @@ class Settings:
     registration_token_ttl_seconds: int = 3600
     recording_retention_days: int = 365
     audit_retention_days: int = 365
+    #: `corral up` also runs an agent for this machine (a newcomer's first terminal).
+    local_agent: bool = True
+    #: CA bundle that signed ``tls_cert_file``, for the local agent (default: the cert
+    #: itself, which is right for a self-signed certificate).
+    tls_ca_file: Path | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -115,6 +120,17 @@ def _parse_path(raw: object) -> Path:
     return Path(text).expanduser()
 
 
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = _parse_str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
 def _parse_log_level(raw: object) -> str:
     text = _parse_str(raw).lower()
     if text not in LOG_LEVELS:
@@ -158,6 +174,8 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "registration_token_ttl_seconds": _parse_int(60, 30 * 86400),
     "recording_retention_days": _parse_int(1, 36500),
     "audit_retention_days": _parse_int(1, 36500),
+    "local_agent": _parse_bool,
+    "tls_ca_file": _parse_path,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}
 

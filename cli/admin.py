@@ -4,10 +4,12 @@ the broker's host with its settings (no network, no token needed)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import signal
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,6 +26,7 @@ from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
+from cli.local_agent import LocalAgent, loopback_url
 
 __all__ = ["audit_purge", "audit_verify", "check", "init", "migrate", "token", "up", "version"]
 
@@ -187,9 +190,18 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, hub: AgentHub) -> None:
         super().__init__(config)
         self.hub = hub
+        self.local_agent: LocalAgent | None = None
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Agents and their data channels first: uvicorn would otherwise wait for them.
+        # Our own agent first (it would only reconnect), then every agent and data channel:
+        # uvicorn would otherwise wait for them.
+        if self.local_agent is not None:
+            await asyncio.to_thread(self.local_agent.stop)
         await self.hub.close_all()
         await super().shutdown(sockets)
 
@@ -250,5 +262,33 @@ async def up(args: argparse.Namespace) -> int:
         print("  Stop with Ctrl-C.", flush=True)
         hub = AgentHub(rt.services)
         server = _Server(_server_config(settings, create_app(rt, hub=hub)), hub)
-        await server.serve(sockets=[sock])
+        starting = None
+        if settings.local_agent:
+            server.local_agent = LocalAgent(rt, result.workspace.id, loopback_url(url))
+            starting = asyncio.create_task(_start_local_agent(server, url, result.token))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if starting is not None:
+                starting.cancel()
+            if server.local_agent is not None:
+                server.local_agent.stop()
     return 0
+
+
+async def _start_local_agent(server: _Server, url: str, token: str | None) -> None:
+    await server.ready.wait()
+    local, hub = server.local_agent, server.hub
+    assert local is not None
+    try:
+        name = await local.start(hub)
+    except CorralError as exc:
+        print(f"corral: warning: {exc}", file=sys.stderr, flush=True)
+        return
+    ca = f" --ca-file {local.ca_file}" if local.ca_file else ""
+    print(f"  Local agent connected: this machine is server {name!r} (log: {local.log})")
+    print(
+        f"  Open a terminal on it:\n"
+        f"    CORRAL_TOKEN={token or '<your token>'} corral websh {name} --url {url}{ca}",
+        flush=True,
+    )

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from broker.errors import CorralError
-from cli import admin
+from cli import admin, websh
 
 __all__ = ["main"]
 
@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--workspace", default=None, help="only this workspace (name)")
     purge.set_defaults(run=admin.audit_purge)
+
+    shell = commands.add_parser(
+        "websh", help="open a terminal on a server through the broker (token: CORRAL_TOKEN)"
+    )
+    shell.add_argument("server", help="server name or id")
+    shell.add_argument("--user", default=None, help="unix user on the server (default: yours)")
+    shell.add_argument("--url", default=None, help="broker URL (default: CORRAL_URL)")
+    shell.add_argument("--ca-file", default=None, help="CA bundle that signs the broker's cert")
+    shell.set_defaults(run=websh.websh)
 
     recordings = commands.add_parser("recordings", help="session recordings")
     recording_commands = recordings.add_subparsers(
