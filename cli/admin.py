@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import ssl
@@ -276,6 +277,12 @@ async def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _self_command() -> str:
+    """How the person ran us (``.venv/bin/corral``), so the printed command works as is."""
+    invoked = sys.argv[0] if sys.argv else ""
+    return invoked if os.path.basename(invoked) == "corral" else "corral"
+
+
 async def _start_local_agent(server: _Server, url: str, token: str | None) -> None:
     await server.ready.wait()
     local, hub = server.local_agent, server.hub
@@ -289,6 +296,7 @@ async def _start_local_agent(server: _Server, url: str, token: str | None) -> No
     print(f"  Local agent connected: this machine is server {name!r} (log: {local.log})")
     print(
         f"  Open a terminal on it:\n"
-        f"    CORRAL_TOKEN={token or '<your token>'} corral websh {name} --url {url}{ca}",
+        f"    CORRAL_TOKEN={token or '<your token>'} {_self_command()} websh {name} "
+        f"--url {url}{ca}",
         flush=True,
     )

@@ -164,7 +164,7 @@ def test_up_with_tls_local_agent_and_websh(up: Up) -> None:
 
     # The printed command, as printed (plus the unix user the tests log in as).
     assert up.open_command.startswith(f"CORRAL_TOKEN={up.token} corral websh {up.server} ")
-    argv = up.open_command.split()[1:]
+    argv = up.open_command.split()[1:]  # `python -m cli.main` stands for `corral` here
     assert argv[:3] == ["corral", "websh", up.server] and "--ca-file" in argv
     env = {**os.environ, "CORRAL_TOKEN": up.token, "PYTHONPATH": str(ROOT), "TERM": "xterm"}
     status = _run_in_pty(
