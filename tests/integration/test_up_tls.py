@@ -31,7 +31,7 @@ SHELL_USER = "corral-e2e"
 
 @dataclass
 class Up:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     url: str
     token: str
     server: str
@@ -46,20 +46,25 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
+def _read_until(process: subprocess.Popen[bytes], pattern: str, timeout: float) -> list[str]:
+    """Lines printed until one matches (raw reads: a buffered reader would hide lines
+    from ``select``)."""
     assert process.stdout is not None
-    lines: list[str] = []
+    fd = process.stdout.fileno()
+    data = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
-            line = process.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            lines.append(line.rstrip("\n"))
-            if re.search(pattern, line):
-                return lines
-    raise AssertionError(f"{pattern!r} not printed; got {lines}")
+            data += chunk
+            lines = data.decode(errors="replace").splitlines()
+            for i, line in enumerate(lines):
+                if re.search(pattern, line):
+                    return lines[: i + 1]
+    raise AssertionError(f"{pattern!r} not printed; got {data.decode(errors='replace')}")
 
 
 @pytest.fixture
@@ -85,7 +90,6 @@ def up(tmp_path: Path, shell_user: str) -> Iterator[Up]:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         lines = _read_until(process, r"corral websh ", 90)
