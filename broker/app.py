@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from api.agents import agent_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
+from api.servers import server_routes
 from api.sessions import session_routes
 from api.shares import share_routes
 from broker.agents.hub import AgentHub
@@ -37,7 +38,13 @@ def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
             await agent_hub.close_all()
 
     app = Starlette(
-        routes=[*routes(), *agent_routes(), *session_routes(), *share_routes()],
+        routes=[
+            *routes(),
+            *agent_routes(),
+            *session_routes(),
+            *share_routes(),
+            *server_routes(),
+        ],
         exception_handlers={
             ApiError: problem_handler,
             CorralError: problem_handler,
