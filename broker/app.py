@@ -9,26 +9,45 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.agents import agent_routes
+from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
 from api.sessions import session_routes
 from broker.agents.hub import AgentHub
+from broker.audit import SYSTEM
 from broker.errors import CorralError
+from broker.gateway import GatewaySessions, Revocation
+from broker.policy import MfaAges, NoMfa
 from broker.runtime import Runtime
+from policies import ReloadResult
 
 __all__ = ["create_app"]
 
 
-def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
+def create_app(
+    runtime: Runtime, *, hub: AgentHub | None = None, mfa: MfaAges | None = None
+) -> Starlette:
+    """``mfa`` answers how long ago a user last passed MFA (the identity layer's step-up
+    service); without it nobody counts as recently verified and step-up rules apply."""
     agent_hub = hub or AgentHub(runtime.services)
+
+    async def recheck_sessions(result: ReloadResult) -> None:
+        """A new policy may hide servers: end the live sessions it no longer allows."""
+        gateway: GatewaySessions | None = getattr(app.state, "gateway", None)
+        if gateway is None:
+            return
+        revocation = Revocation(gateway)
+        for workspace_id in {s.workspace_id for s in gateway.live.values()}:
+            await revocation.access_changed(workspace_id, actor=SYSTEM)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.policy.start_watching(runtime.settings.policy_watch_seconds)
         yield
         await agent_hub.close_all()
 
     app = Starlette(
-        routes=[*routes(), *agent_routes(), *session_routes()],
+        routes=[*routes(), *agent_routes(), *session_routes(), *policy_routes()],
         exception_handlers={
             ApiError: problem_handler,
             CorralError: problem_handler,
@@ -37,7 +56,9 @@ def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    runtime.policy.on_change(recheck_sessions)
     app.state.runtime = runtime
     app.state.services = runtime.services
     app.state.hub = agent_hub
+    app.state.mfa = mfa or NoMfa()
     return app
