@@ -4,6 +4,7 @@ the broker's host with its settings (no network, no token needed)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import signal
 import socket
@@ -66,7 +67,10 @@ async def check(args: argparse.Namespace) -> int:
     settings = load_settings()
     async with open_runtime(settings, migrate=False) as rt:
         state = await rt.db.check()
-    print(f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date)")
+    print(
+        f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date); "
+        f"policy {rt.policy.source.file} ok (version {rt.policy.version[:12]})"
+    )
     return 0
 
 
@@ -227,8 +231,17 @@ async def up(args: argparse.Namespace) -> int:
                 f"  Log in with your token; a new one for the superuser: "
                 f"corral token {result.admin.email}"
             )
+        print(
+            f"  Policy {rt.policy.source.file} ({rt.policy.source.backend}, version "
+            f"{rt.policy.version[:12]}); reload with SIGHUP or on save."
+        )
         print("  Stop with Ctrl-C.", flush=True)
         hub = AgentHub(rt.services)
         server = _Server(_server_config(settings, create_app(rt, hub=hub)), hub)
-        await server.serve(sockets=[sock])
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, rt.policy.reload_soon, "sighup")
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
     return 0
