@@ -184,8 +184,8 @@ class PolicyRuntime:
         workspace records the system as the actor, with the same trigger and hashes.
         """
         async with self._lock:
-            self._fingerprint = self.source.fingerprint()
-            candidate = self.source.text_version()
+            self._fingerprint = await asyncio.to_thread(self.source.fingerprint)
+            candidate = await asyncio.to_thread(self.source.text_version)
             result = await asyncio.to_thread(self.holder.reload)
             if result.error is None:
                 self.loaded_at = self.clock()
@@ -246,11 +246,11 @@ class PolicyRuntime:
 
     async def check_files(self) -> ReloadResult | None:
         """One poll: reload if the files changed on disk to a new text."""
-        fingerprint = self.source.fingerprint()
+        fingerprint = await asyncio.to_thread(self.source.fingerprint)
         if fingerprint is None or fingerprint == self._fingerprint:
             return None
         self._fingerprint = fingerprint
-        if self.source.text_version() == self.version:
+        if await asyncio.to_thread(self.source.text_version) == self.version:
             return None  # touched, or saved unchanged
         return await self.reload(trigger="file")
 
