@@ -129,8 +129,8 @@ async def _from_store(
 
 
 async def explain(args: argparse.Namespace) -> int:
+    engine = load_reference(args, args.policy)
     file = args.policy or load_settings().effective_policy_file
-    engine = load_reference(args, file)
     kinds = [k for k in ("command", "action", "session") if getattr(args, k) is not None]
     if len(kinds) != 1:
         raise InvalidInput("give exactly one of --command, --action or --session")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from broker.errors import CorralError
 from broker.policy import PolicySource
+from broker.settings import load_settings
 from policies import PolicyLoadError
 from policies.casbin_backend import DEFAULT_MODEL
 from policies.engine import RuleEngine
@@ -22,10 +23,16 @@ def source_for(file: Path, model: Path | None = None, backend: str | None = None
     return PolicySource("polar", file)
 
 
-def load_reference(args: argparse.Namespace, file: Path) -> RuleEngine:
-    """The reference engine for ``file``; a load error ends the command with its line."""
+def load_reference(args: argparse.Namespace, file: Path | None) -> RuleEngine:
+    """The reference engine for ``file`` (``None``: the broker's configured policy, with
+    its backend and model); a load error ends the command with its ``file:line``."""
+    source = (
+        PolicySource.from_settings(load_settings())
+        if file is None
+        else source_for(file, args.model, args.backend)
+    )
     try:
-        return source_for(file, args.model, args.backend).load()
+        return source.load()
     except PolicyLoadError as exc:
         raise CorralError(str(exc)) from None
 

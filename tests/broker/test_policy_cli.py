@@ -265,3 +265,44 @@ def test_sighup_reloads_the_policy(tmp_path: Path) -> None:
         assert "Traceback" not in "".join(broker.err)
     finally:
         broker.close()
+
+
+async def test_explain_reads_people_and_servers_from_the_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init = await asyncio.to_thread(corral, tmp_path, "init", CORRAL_DATA_DIR=str(data))
+    assert init.code == 0, init
+    db = Database(f"sqlite+aiosqlite:///{data / 'corral.db'}")
+    services = Services.build(db, AuditLog(db, TEST_KEY))
+    (ws,) = await services.workspaces.list_all()
+    user = await services.users.create(ws.id, "olga@acme.test")
+    group = await services.groups.create(ws.id, "ops")
+    await services.groups.add_member(ws.id, group.id, user.id, actor=SYSTEM)
+    server = await services.servers.create(ws.id, "misc-1", tags={"env": "prod"})
+    grant = await services.grants.grant(
+        ws.id,
+        level="full",
+        user_id=user.id,
+        server_pattern="misc-*",  # type: ignore[arg-type]
+    )
+    await db.dispose()
+    result = await asyncio.to_thread(
+        corral,
+        tmp_path,
+        "policy",
+        "explain",
+        "--user",
+        "olga@acme.test",
+        "--server",
+        "misc-1",
+        "--command",
+        "sudo apt install nginx",
+        CORRAL_DATA_DIR=str(data),
+    )
+    assert result.code == 0, result
+    assert "decision: require_mfa" in result.out and "rule:     mfa.packages-prod" in result.out
+    assert "groups ops; from the store (default)" in result.out
+    assert "tags env=prod" in result.out
+    assert (
+        f"access:   full by grant.stored:{grant.id} (policy file and stored grants)" in result.out
+    )
+    assert server.name in result.out
