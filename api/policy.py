@@ -23,7 +23,7 @@ from api.state import hub_of, runtime_of, services_of
 from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
 from broker.policy import MfaAges, subject_of
-from broker.policy.exec import ExecGate, ExecRefused
+from broker.policy.exec import ExecFailed, ExecGate, ExecRefused
 from broker.store.models import TokenScope
 from policies import ActionRequest, Decision, Effect
 from policies.commands import MAX_LENGTH
@@ -43,6 +43,10 @@ class MfaRequired(ApiError):
 
 class ApprovalRequired(ApiError):
     status, code, title = 409, "approval-required", "An approval is required"
+
+
+class ExecFailedProblem(ApiError):
+    status, code, title = 502, "exec-failed", "The agent could not run the command"
 
 
 class PolicyRefusedProblem(ApiError):
@@ -169,6 +173,8 @@ async def exec_command(request: Request) -> JSONResponse:
         )
     except ExecRefused as refused:
         raise decision_problem(refused.decision) from None
+    except ExecFailed as exc:
+        raise ExecFailedProblem(str(exc)) from None
     except AgentOffline:
         raise AgentUnavailable("the server's agent is not connected; try again") from None
     return JSONResponse(

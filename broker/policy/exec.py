@@ -26,9 +26,13 @@ from broker.services import Services
 from broker.store.models import Server, User
 from policies import CommandRequest, Decision, Effect, PolicyEngine
 
-__all__ = ["EXEC_ACTION", "ExecGate", "ExecOutput", "ExecRefused"]
+__all__ = ["EXEC_ACTION", "ExecFailed", "ExecGate", "ExecOutput", "ExecRefused"]
 
 EXEC_ACTION = "exec.command"
+
+
+class ExecFailed(CorralError):
+    """The agent is connected but could not run the command (e.g. no such unix user)."""
 
 
 class ExecRefused(CorralError):
@@ -87,8 +91,9 @@ class ExecGate:
         timeout: float,
         actor: Actor,
     ) -> ExecOutput:
-        """Decide, audit, and run only if allowed; raises :class:`ExecRefused` otherwise
-        and :class:`AgentOffline` when the agent is gone (both audited)."""
+        """Decide, audit, and run only if allowed; raises :class:`ExecRefused` otherwise,
+        :class:`AgentOffline` when the agent is gone and :class:`ExecFailed` when it could
+        not start the command (all audited)."""
         decision = await self.decide(workspace_id, user, server, command, unix_user)
         details: dict[str, Any] = {
             "command": command,
@@ -108,6 +113,8 @@ class ExecGate:
         except AgentOffline as exc:
             details["error"] = str(exc)[:200]
             await self._audit(workspace_id, server, actor, details, Outcome.FAILURE)
+            if server.id in self.hub.links:  # still connected: the agent refused to run it
+                raise ExecFailed(f"the agent could not run the command: {str(exc)[:200]}") from None
             raise
         details["exit_status"] = result.exit.status
         await self._audit(workspace_id, server, actor, details, Outcome.SUCCESS)

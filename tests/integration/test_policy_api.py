@@ -231,6 +231,8 @@ async def test_exec_is_decided_exactly_before_it_runs(env: Env, agent: str, tmp_
     assert body["rule_id"] == "grant.dev-web"  # root needs full access
     env.app.state.mfa = FreshMfa()
     assert (await env.exec(dev, "uptime")).status_code == 200
+    failed = problem(await env.exec(dev, "true", unix_user="no-such-user-x"), 502, "exec-failed")
+    assert "could not run" in failed["detail"]
 
     # A stored (API-managed) grant is enough without a grant in the file ...
     plain_id, plain = await env.token("plain@acme.test")
@@ -269,6 +271,7 @@ async def test_exec_is_decided_exactly_before_it_runs(env: Env, agent: str, tmp_
         ("denied", "require_mfa"),
         ("denied", "deny"),
         ("success", "allow"),
+        ("failure", "allow"),
         ("denied", "deny"),
         ("success", "allow"),
         ("success", "allow"),
