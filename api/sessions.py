@@ -48,6 +48,7 @@ def gateway_of(app: Starlette) -> GatewaySessions:
             app.state.hub,
             recordings_dir=runtime.settings.data_dir / "recordings",
             grace_seconds=runtime.settings.session_grace_seconds,
+            policy=runtime.policy.engine,
         )
         app.state.gateway = gateway
     return gateway

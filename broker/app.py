@@ -10,26 +10,45 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.agents import agent_routes
+from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
 from api.servers import server_routes
 from api.sessions import session_routes
 from api.shares import share_routes
 from broker.agents.hub import AgentHub
+from broker.audit import SYSTEM
 from broker.errors import CorralError
+from broker.gateway import GatewaySessions, Revocation
 from broker.gateway.retention import RecordingRetention
+from broker.policy import MfaAges, NoMfa
 from broker.runtime import Runtime
+from policies import ReloadResult
 
 __all__ = ["create_app"]
 
 
-def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
+def create_app(
+    runtime: Runtime, *, hub: AgentHub | None = None, mfa: MfaAges | None = None
+) -> Starlette:
+    """``mfa`` answers how long ago a user last passed MFA (the identity layer's step-up
+    service); without it nobody counts as recently verified and step-up rules apply."""
     agent_hub = hub or AgentHub(runtime.services)
 
     retention = RecordingRetention(runtime.services, runtime.settings.data_dir / "recordings")
 
+    async def recheck_sessions(result: ReloadResult) -> None:
+        """A new policy may hide servers: end the live sessions it no longer allows."""
+        gateway: GatewaySessions | None = getattr(app.state, "gateway", None)
+        if gateway is None:
+            return
+        revocation = Revocation(gateway)
+        for workspace_id in {s.workspace_id for s in gateway.live.values()}:
+            await revocation.access_changed(workspace_id, actor=SYSTEM)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.policy.start_watching(runtime.settings.policy_watch_seconds)
         purge = asyncio.create_task(retention.run(), name="recording-retention")
         try:
             yield
@@ -44,6 +63,7 @@ def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
             *session_routes(),
             *share_routes(),
             *server_routes(),
+            *policy_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,
@@ -53,7 +73,9 @@ def create_app(runtime: Runtime, *, hub: AgentHub | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    runtime.policy.on_change(recheck_sessions)
     app.state.runtime = runtime
     app.state.services = runtime.services
     app.state.hub = agent_hub
+    app.state.mfa = mfa or NoMfa()
     return app

@@ -71,7 +71,10 @@ async def check(args: argparse.Namespace) -> int:
     settings = load_settings()
     async with open_runtime(settings, migrate=False) as rt:
         state = await rt.db.check()
-    print(f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date)")
+    print(
+        f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date); "
+        f"policy {rt.policy.source.file} ok (version {rt.policy.version[:12]})"
+    )
     return 0
 
 
@@ -260,6 +263,10 @@ async def up(args: argparse.Namespace) -> int:
                 f"  Log in with your token; a new one for the superuser: "
                 f"corral token {result.admin.email}"
             )
+        print(
+            f"  Policy {rt.policy.source.file} ({rt.policy.source.backend}, version "
+            f"{rt.policy.version[:12]}); reload with SIGHUP or on save."
+        )
         print("  Stop with Ctrl-C.", flush=True)
         hub = AgentHub(rt.services)
         server = _Server(_server_config(settings, create_app(rt, hub=hub)), hub)
@@ -267,9 +274,12 @@ async def up(args: argparse.Namespace) -> int:
         if settings.local_agent:
             server.local_agent = LocalAgent(rt, result.workspace.id, loopback_url(url))
             starting = asyncio.create_task(_start_local_agent(server, url, result.token))
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, rt.policy.reload_soon, "sighup")
         try:
             await server.serve(sockets=[sock])
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             if starting is not None:
                 starting.cancel()
             if server.local_agent is not None:

@@ -1,4 +1,5 @@
-"""The ``corral`` command: server administration now; login, websh and exec join later.
+"""The ``corral`` command: server administration and the policy tools; login, websh and exec
+join later.
 
 Every failure ends as one line on stderr (``corral: error: ...``) and a documented exit
 code; tracebacks are for bugs only.
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 from broker.errors import CorralError
 from cli import admin, websh
+from cli.policy import add_policy_commands
 
 __all__ = ["main"]
 
@@ -81,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recordings_purge.add_argument("--workspace", default=None, help="only this workspace (name)")
     recordings_purge.set_defaults(run=admin.recordings_purge)
+
+    add_policy_commands(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=admin.version)

@@ -22,14 +22,16 @@ from broker.agents.hub import AgentHub, AgentOffline
 from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
 from broker.errors import CorralError, NotFound
-from broker.gateway.access import AccessResolver, GrantAccessResolver, check_open
+from broker.gateway.access import AccessResolver, PolicyAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
 from broker.gateway.recorder import AsciicastRecorder
 from broker.gateway.session import Client, LiveSession
 from broker.gateway.shares import Share, ShareBook, ShareRefused
 from broker.gateway.tickets import TicketBook, TicketRefused
+from broker.policy.runtime import default_policy
 from broker.services import Services
 from broker.store.models import Role, Server, User
+from policies import PolicyEngine
 from websh import (
     ChannelKind,
     ClientHello,
@@ -66,6 +68,7 @@ class GatewaySessions:
         *,
         recordings_dir: Path,
         resolver: AccessResolver | None = None,
+        policy: Callable[[], PolicyEngine] | None = None,
         grace_seconds: float = 300.0,
         ticket_ttl: float = 30.0,
         buffer_limit: int = 1024 * 1024,
@@ -76,7 +79,8 @@ class GatewaySessions:
         self.services = services
         self.hub = hub
         self.recordings_dir = recordings_dir
-        self.resolver: AccessResolver = resolver or GrantAccessResolver(services)
+        self.policy: Callable[[], PolicyEngine] = policy or default_policy
+        self.resolver: AccessResolver = resolver or PolicyAccessResolver(services, self.policy)
         self.grace_seconds = grace_seconds
         self.buffer_limit = buffer_limit
         self.hello_timeout = hello_timeout
