@@ -30,6 +30,7 @@ from collections.abc import Iterator
 
 from agent.errors import InputOverflow, TerminalError, TooManyTerminals
 from agent.replay import OutputBuffer, Replay
+from agent.shellmarks import shell_integration
 from agent.spawn import ExitStatus, base_environment, decode_wait_status, spawn
 from agent.users import UnixUser
 
@@ -88,6 +89,7 @@ class Terminal:
         if lang is None:
             lang = os.environ.get("LANG")
         env = base_environment(user, term=term or DEFAULT_TERM, lang=lang or None)
+        env.update(shell_integration(user.shell))  # prompt marks for the broker's line gate
         master, slave = pty.openpty()
         try:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, size)

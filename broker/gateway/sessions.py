@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket
 from broker.agents.hub import AgentHub, AgentOffline
 from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
+from broker.enforce import ApprovalDesk, ApprovalWaiter, BrokerVerdicts, NoStepUp, StepUp, gate_for
 from broker.errors import CorralError, NotFound
 from broker.gateway.access import AccessResolver, GrantAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
@@ -29,6 +30,7 @@ from broker.gateway.session import Client, LiveSession
 from broker.gateway.tickets import TicketBook, TicketRefused
 from broker.services import Services
 from broker.store.models import Server, User
+from policies import PolicyEngine, compile_engine, load_polar
 from websh import (
     ChannelKind,
     ClientHello,
@@ -69,7 +71,15 @@ class GatewaySessions:
         hello_timeout: float = 10.0,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        policy: Callable[[], PolicyEngine] | None = None,
+        step_up: StepUp | None = None,
+        approvals: ApprovalWaiter | None = None,
+        mfa_age: Callable[[str, str], float | None] | None = None,
+        enforce: bool = True,
     ) -> None:
+        """``policy`` returns the engine in force (default: the repo's policies.polar,
+        compiled); ``mfa_age(user_id, credential_id)`` the seconds since that login's last
+        MFA; ``enforce=False`` turns the per-command gate off."""
         self.services = services
         self.hub = hub
         self.recordings_dir = recordings_dir
@@ -80,6 +90,13 @@ class GatewaySessions:
         self.limits = limits or Limits()
         self.tickets = TicketBook(ttl=ticket_ttl, clock=clock)
         self.live: dict[str, LiveSession] = {}
+        if policy is None and enforce:
+            default = compile_engine(load_polar())
+            policy = lambda: default  # noqa: E731
+        self.policy = policy if enforce else None
+        self.step_up: StepUp = step_up or NoStepUp()
+        self.approvals: ApprovalWaiter = approvals or ApprovalDesk(services)
+        self.mfa_age = mfa_age or (lambda user_id, credential_id: None)
 
     # -------------------------------------------------------------------- open
 
@@ -152,6 +169,24 @@ class GatewaySessions:
             buffer_limit=self.buffer_limit,
             on_end=self._forget,
         )
+        if self.policy is not None:
+            session.gate = gate_for(
+                session,
+                BrokerVerdicts(
+                    self.policy,
+                    self.services,
+                    workspace_id=workspace_id,
+                    user=user,
+                    server=server,
+                    unix_user=unix_user,
+                    session_id=row.id,
+                    level=level,
+                    step_up=self.step_up,
+                    approvals=self.approvals,
+                    mfa_age=lambda: self.mfa_age(user.id, actor.credential_id),
+                ),
+                cols=cols,
+            )
         self.live[row.id] = session
         session.start()
         ticket = self.tickets.issue(

@@ -1,0 +1,54 @@
+"""Shell integration for interactive bash: OSC 133 marks that tell the broker where the
+prompt ends.
+
+The broker rebuilds the command line a person is about to run from the terminal's echo;
+it needs to know where the prompt stops and the edit line starts, and whether the shell
+is at a prompt at all (rather than running vim). bash says so itself: ``PROMPT_COMMAND``
+prints ``ESC ] 133 ; A BEL`` (prompt start) before each primary prompt and makes sure
+``PS1`` and ``PS2`` end with ``ESC ] 133 ; B BEL`` (prompt end), re-appending it when
+``~/.bashrc`` or the person rewrites them. The hook is exported as a function in the
+environment (``BASH_FUNC_...%%``) so nested bash shells keep it, and it makes
+``PROMPT_COMMAND`` and itself read-only on first run so ``unset PROMPT_COMMAND`` fails.
+
+It also discards *complete* lines typed ahead while a command ran: bash would read and run
+them without an Enter the broker could see. Partial type-ahead stays in the edit line and
+is decided at its Enter like anything typed.
+
+This is defence in depth, not a sandbox: ``sh``, ``env -u PROMPT_COMMAND bash`` or a
+``~/.bashrc`` that replaces ``PROMPT_COMMAND`` ends the marks, and the broker then treats
+the terminal as running a program (see docs/policy.md, "Limits"). This module must stay
+stdlib-only and must never put anything but these two variables into the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["HOOK_NAME", "PROMPT_END", "PROMPT_START", "shell_integration"]
+
+HOOK_NAME = "__corral_prompt"
+PROMPT_START = b"\x1b]133;A\x07"
+PROMPT_END = b"\x1b]133;B\x07"
+
+_MARK = r"'\[\e]133;B\a\]'"
+# Kept small and POSIX-ish bash: it runs before every prompt of every session.
+_HOOK = (
+    "() { local __s=$? __n=0 __l\n"
+    " while (( __n < 1000 )) && read -r -t 0 2>/dev/null; do"
+    " IFS= read -r -s -t 0.05 __l || break; __n=$((__n+1)); done\n"
+    " (( __n )) && printf 'corral: %d line(s) typed while a command ran were discarded"
+    ' (not inspected)\\n\' "$__n"\n'
+    f" case $PS1 in *{_MARK}) ;; *) PS1=${{PS1//{_MARK}/}}{_MARK} ;; esac\n"
+    f" case $PS2 in *{_MARK}) ;; *) PS2=${{PS2//{_MARK}/}}{_MARK} ;; esac\n"
+    " printf '\\e]133;A\\a'\n"
+    f" readonly PROMPT_COMMAND 2>/dev/null; readonly -f {HOOK_NAME} 2>/dev/null\n"
+    " return $__s\n"
+    "}"
+)
+
+
+def shell_integration(shell: str) -> dict[str, str]:
+    """The environment that turns on the marks for ``shell`` (empty if it is not bash)."""
+    if os.path.basename(shell) != "bash":
+        return {}
+    return {"PROMPT_COMMAND": HOOK_NAME, f"BASH_FUNC_{HOOK_NAME}%%": _HOOK}

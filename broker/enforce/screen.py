@@ -1,0 +1,44 @@
+"""Read the edit line off the screen: what the shell echoed after its prompt.
+
+Called once per Enter (never per output chunk: ``pyte`` runs at well under 1 MB/s) with
+the bytes the shell wrote since its last prompt start and the offset of the prompt-end
+mark inside them. Whatever readline did to the line (tab completion, history recall,
+cursor editing, kill and yank) shows in that echo, so the text after the prompt-end
+position, read across wrapped rows, is the line the shell holds. A reverse search
+(Ctrl-R) replaces the prompt by ``(reverse-i-search)`q': match``; the match is the line.
+
+This module must never touch the network or keep state between calls.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyte
+
+__all__ = ["read_edit_line"]
+
+#: Rows of the virtual screen: readline moves the cursor relatively, so a tall screen that
+#: never scrolls keeps the prompt row where it was drawn.
+VIRTUAL_ROWS = 400
+_SEARCH = re.compile(r"^\((?:failed )?(?:reverse-)?i-search\)`.*?': ", re.S)
+
+
+def read_edit_line(data: bytes, prompt_end: int, cols: int) -> str:
+    """The text after the prompt-end mark at ``prompt_end`` once ``data`` is displayed."""
+    screen = pyte.Screen(max(cols, 2), VIRTUAL_ROWS)
+    stream = pyte.ByteStream(screen)
+    stream.feed(data[:prompt_end])
+    y0, x0 = screen.cursor.y, screen.cursor.x
+    stream.feed(data[prompt_end:])
+    rows = screen.display
+    last = y0
+    for y in range(len(rows) - 1, y0, -1):
+        if rows[y].strip():
+            last = y
+            break
+    whole = "".join(rows[y0:last]) + rows[last].rstrip() if last > y0 else rows[y0].rstrip()
+    search = _SEARCH.match(whole)
+    if search is not None:
+        return whole[search.end() :].strip()
+    return whole[x0:].strip()
