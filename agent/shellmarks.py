@@ -10,9 +10,14 @@ prints ``ESC ] 133 ; A BEL`` (prompt start) before each primary prompt and makes
 environment (``BASH_FUNC_...%%``) so nested bash shells keep it, and it makes
 ``PROMPT_COMMAND`` and itself read-only on first run so ``unset PROMPT_COMMAND`` fails.
 
-It also discards *complete* lines typed ahead while a command ran: bash would read and run
-them without an Enter the broker could see. Partial type-ahead stays in the edit line and
-is decided at its Enter like anything typed.
+Return and the other keys that run a line (Ctrl-J, Ctrl-O, Ctrl-X Ctrl-E, vi ``v``) are
+rebound to ``abort`` before every prompt; only ``Ctrl-X Return``, which the broker sends
+after a decision and strips from what people type, accepts a line. A Return that reaches
+bash while the broker still believes a program has the terminal (the output carrying the
+prompt is still on its way) therefore runs nothing. ``bind -x`` key bindings (which run
+shell code without an Enter) are removed at each prompt. The hook also discards complete
+lines typed ahead while a command ran; partial type-ahead stays in the edit line and is
+decided at its Enter like anything typed.
 
 This is defence in depth, not a sandbox: ``sh``, ``env -u PROMPT_COMMAND bash`` or a
 ``~/.bashrc`` that replaces ``PROMPT_COMMAND`` ends the marks, and the broker then treats
@@ -24,22 +29,32 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["HOOK_NAME", "PROMPT_END", "PROMPT_START", "shell_integration"]
+__all__ = ["ACCEPT", "HOOK_NAME", "PROMPT_END", "PROMPT_START", "shell_integration"]
 
 HOOK_NAME = "__corral_prompt"
 PROMPT_START = b"\x1b]133;A\x07"
 PROMPT_END = b"\x1b]133;B\x07"
 
 _MARK = r"'\[\e]133;B\a\]'"
-# Kept small and POSIX-ish bash: it runs before every prompt of every session.
+#: What makes readline run the line: only the broker sends it (it strips it from input).
+ACCEPT = b"\x18\r"
+# Run before every prompt: cheap builtins only, plus one ``bind -X`` listing.
 _HOOK = (
-    "() { local __s=$? __n=0 __l\n"
+    "() { local __s=$? __n=0 __l __k\n"
     " while (( __n < 1000 )) && read -r -t 0 2>/dev/null; do"
     " IFS= read -r -s -t 0.05 __l || break; __n=$((__n+1)); done\n"
     " (( __n )) && printf 'corral: %d line(s) typed while a command ran were discarded"
     ' (not inspected)\\n\' "$__n"\n'
     f" case $PS1 in *{_MARK}) ;; *) PS1=${{PS1//{_MARK}/}}{_MARK} ;; esac\n"
     f" case $PS2 in *{_MARK}) ;; *) PS2=${{PS2//{_MARK}/}}{_MARK} ;; esac\n"
+    " for __k in emacs vi-insert vi-command; do\n"
+    "  bind -m $__k '\"\\C-m\": abort' '\"\\C-j\": abort' '\"\\C-x\\C-m\": accept-line'"
+    " 2>/dev/null\n"
+    " done\n"
+    " bind -m emacs '\"\\C-o\": abort' '\"\\C-x\\C-e\": abort' 2>/dev/null\n"
+    " bind -m vi-command '\"v\": abort' 2>/dev/null\n"
+    ' while IFS= read -r __l; do __l=${__l%%\\": *}; bind -r "${__l#\\"}";'
+    " done < <(bind -X 2>/dev/null)\n"
     " printf '\\e]133;A\\a'\n"
     f" readonly PROMPT_COMMAND 2>/dev/null; readonly -f {HOOK_NAME} 2>/dev/null\n"
     " return $__s\n"

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from broker.enforce.lines import closed_form
-from broker.enforce.tracker import LineTracker, State
+from broker.enforce.tracker import ACCEPT, LineTracker, State
 from policies import Decision, Effect
 
 __all__ = ["CommandGate", "Verdicts"]
@@ -216,9 +216,10 @@ class CommandGate:
                 decision = await self._verdict(line)
             else:
                 line, decision = "", _unreadable()
-            ran = await self._apply(line, decision, enter)
             self._mark(line or "(unreadable line)")
-            await self._audit(line, decision, ran)
+            ran = await self._apply(line, decision, enter)
+            # shielded: a shell that exits at once ends the session (and this task)
+            await asyncio.shield(self._audit(line, decision, ran))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -230,12 +231,12 @@ class CommandGate:
         """bash will ask for more; decide what it holds so far in case it runs it anyway."""
         decision = await self._verdict(closed_form(line))
         if decision.effect is Effect.DENY:
-            ran = await self._apply(line, decision, enter)
             self._mark(line)
-            await self._audit(line, decision, ran)
+            ran = await self._apply(line, decision, enter)
+            await asyncio.shield(self._audit(line, decision, ran))
             return
         self._last_input = self._clock()
-        await self._send(enter)
+        await self._send(ACCEPT)
         self.tracker.continued(line)
         self._await_prompt()
 
@@ -267,8 +268,9 @@ class CommandGate:
         return False
 
     async def _release(self, enter: bytes) -> None:
+        """Run the line: the agent's bash accepts only ``ACCEPT``, never a typed Return."""
         self._last_input = self._clock()
-        await self._send(enter)
+        await self._send(ACCEPT)
         self._await_prompt()
 
     async def _refuse(self, message: str) -> None:

@@ -21,6 +21,9 @@ __all__ = ["read_edit_line"]
 #: Rows of the virtual screen: readline moves the cursor relatively, so a tall screen that
 #: never scrolls keeps the prompt row where it was drawn.
 VIRTUAL_ROWS = 400
+#: CSI sequences with a private marker pyte's handlers do not take (``CSI > 4 ; m``, sent
+#: by vim and others); they never move the cursor, so dropping them changes nothing.
+_PRIVATE_CSI = re.compile(rb"\x1b\[[<=>][0-9;:]*[ -/]*[@-~]")
 _SEARCH = re.compile(r"^\((?:failed )?(?:reverse-)?i-search\)`.*?': ", re.S)
 
 
@@ -28,9 +31,9 @@ def read_edit_line(data: bytes, prompt_end: int, cols: int) -> str:
     """The text after the prompt-end mark at ``prompt_end`` once ``data`` is displayed."""
     screen = pyte.Screen(max(cols, 2), VIRTUAL_ROWS)
     stream = pyte.ByteStream(screen)
-    stream.feed(data[:prompt_end])
+    stream.feed(_PRIVATE_CSI.sub(b"", data[:prompt_end]))
     y0, x0 = screen.cursor.y, screen.cursor.x
-    stream.feed(data[prompt_end:])
+    stream.feed(_PRIVATE_CSI.sub(b"", data[prompt_end:]))
     rows = screen.display
     last = y0
     for y in range(len(rows) - 1, y0, -1):

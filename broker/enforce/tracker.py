@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from broker.enforce.lines import is_incomplete, join_continued
 from broker.enforce.screen import read_edit_line
 
-__all__ = ["PROMPT_END", "PROMPT_START", "InputStep", "LineTracker", "State"]
+__all__ = ["ACCEPT", "PROMPT_END", "PROMPT_START", "InputStep", "LineTracker", "State"]
 
 PROMPT_START = b"\x1b]133;A\x07"
 PROMPT_END = b"\x1b]133;B\x07"
@@ -32,6 +32,10 @@ PASTE_END = b"\x1b[201~"
 ENTER_KEYS = frozenset(b"\r\n\x0f")
 #: Ctrl-X Ctrl-E opens an editor and runs what it saves without another Enter: refused.
 EDIT_AND_EXECUTE = b"\x18\x05"
+#: The only key sequence the agent's bash accepts a line on (agent/shellmarks.py): the
+#: gate sends it after a decision and removes it from whatever people type.
+ACCEPT = b"\x18\r"
+_ACCEPTS = (ACCEPT, b"\x18\n")
 _MARK_TAIL = len(PROMPT_START) - 1
 
 
@@ -63,6 +67,7 @@ class LineTracker:
         self._carry = b""  # the tail of the last chunk, in case a mark was split
         self._continued: str | None = None
         self._in_paste = False
+        self._after_ctrl_x = False
 
     # ------------------------------------------------------------------ output
 
@@ -110,6 +115,7 @@ class LineTracker:
 
     def feed_input(self, data: bytes) -> InputStep:
         """Split ``data`` at the first Enter if the shell is at a prompt."""
+        data = self._strip_accept(data)
         if self.state is not State.PROMPT:
             return InputStep(data)
         data = data.replace(EDIT_AND_EXECUTE, b"")
@@ -144,6 +150,16 @@ class LineTracker:
             out.append(data[i])
             i += 1
         return InputStep(bytes(out))
+
+    def _strip_accept(self, data: bytes) -> bytes:
+        """Nobody but the gate may send the accept sequence, in any state."""
+        if self._after_ctrl_x and data[:1] in (b"\r", b"\n"):
+            data = data[1:]
+        for seq in _ACCEPTS:
+            while seq in data:
+                data = data.replace(seq, b"\x18")
+        self._after_ctrl_x = data.endswith(b"\x18")
+        return data
 
     # --------------------------------------------------------------- the line
 
