@@ -16,8 +16,7 @@ import pyotp
 from broker.enforce import ApprovalDesk
 from broker.gateway import GatewaySessions
 from policies import PolicyEngine, compile_engine
-from policies.polar_backend import polar_from_text
-from policies.polar_backend import DEFAULT_POLICY
+from policies.polar_backend import DEFAULT_POLICY, polar_from_text
 
 SHELL_USER = "corral-e2e"
 CANARY_DIR = Path("/tmp")
@@ -116,6 +115,14 @@ def cleanup(paths: list[Path]) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def cleanup_matching(pattern: str) -> None:
+    cleanup(sorted(CANARY_DIR.glob(pattern)))
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
 
 
 async def eventually(check: Any, timeout: float = 5.0) -> bool:

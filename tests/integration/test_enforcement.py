@@ -17,27 +17,22 @@ from broker.audit import Actor
 from broker.enforce import ApprovalDesk
 from broker.store.models import AuditEvent, Role
 from tests.integration import enforce_support as support
-from tests.integration.test_sessions_gateway import (  # noqa: F401 - fixture
-    Env,
-    Term,
-    env,
-    recorded_output,
-    wait_ended,
-)
+from tests.integration.test_sessions_gateway import Env, Term, recorded_output, wait_ended
+from tests.integration.test_sessions_gateway import env as env
 from websh import Exit
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def gated(env: Env, tmp_path: Path) -> AsyncIterator[tuple[Env, Any, ApprovalDesk]]:  # noqa: F811
+async def gated(env: Env) -> AsyncIterator[tuple[Env, Any, ApprovalDesk]]:
     app = env.broker.server.config.app  # type: ignore[union-attr]
     gateway, step_up, desk = support.enforcing_gateway(
         env.services, env.broker.hub, env.broker.runtime.settings.data_dir / "recordings"
     )
     app.state.gateway = gateway
     yield env, step_up, desk
-    support.cleanup(sorted(Path("/tmp").glob("corral-*-enf-*")))
+    support.cleanup_matching("corral-*-enf-*")
 
 
 async def terminal(env: Env) -> tuple[str, Term]:
@@ -81,7 +76,7 @@ async def test_allowed_runs_denied_shows_the_rule_and_is_audited(gated: Any) -> 
     await term.until(b"corral: denied by test.canary-rm: the canary must not be deleted")
     await term.type("echo af''ter\r")
     await term.until(b"after\r\n")
-    assert target.exists()
+    assert support.exists(target)
     await finish(env, sid, term)
 
     audited = await commands(env, sid)
@@ -111,7 +106,7 @@ async def test_mfa_hold_released_by_a_right_code_discarded_by_a_wrong_one(gated:
     await term.type("000000\r" if totp.now() != "000000" else "111111\r")
     await term.until(b"step-up failed; the command was discarded")
     await asyncio.sleep(0.3)
-    assert not first.exists()
+    assert not support.exists(first)
 
     await term.type(f"touch {second}\r")
     await until_count(term, b"MFA code (not shown): ", 2)
@@ -152,7 +147,7 @@ async def test_approval_released_on_approve_discarded_on_deny(gated: Any) -> Non
         else:
             await term.until(b"not approved; the command was discarded")
     await asyncio.sleep(0.3)
-    assert not no.exists()
+    assert not support.exists(no)
     await finish(env, sid, term)
     audited = await commands(env, sid)
     assert [(o, d["effect"]) for o, d in audited[:2]] == [
@@ -161,7 +156,7 @@ async def test_approval_released_on_approve_discarded_on_deny(gated: Any) -> Non
     ]
 
 
-async def test_approval_timeout_discards(env: Env) -> None:  # noqa: F811
+async def test_approval_timeout_discards(env: Env) -> None:
     app = env.broker.server.config.app  # type: ignore[union-attr]
     desk = ApprovalDesk(env.services, timeout=0.5)
     gateway, _, _ = support.enforcing_gateway(
@@ -178,7 +173,7 @@ async def test_approval_timeout_discards(env: Env) -> None:  # noqa: F811
     await term.until(b"not approved; the command was discarded", timeout=5)
     await term.type("echo st''ill\r")
     await term.until(b"still\r\n")
-    assert not target.exists()
+    assert not support.exists(target)
     await finish(env, sid, term)
 
 
@@ -200,7 +195,7 @@ async def test_programs_get_keystrokes_untouched(gated: Any) -> None:
     await asyncio.sleep(1.0)
     await term.type("cat /tmp/corral-vim-enf.txt\r")
     await term.until(f"\r\nrm -f {target}\r\n".encode())
-    assert target.exists()
+    assert support.exists(target)
     await finish(env, sid, term)
     audited = [d["command"] for _, d in await commands(env, sid)]
     assert audited == [
