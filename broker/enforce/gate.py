@@ -236,9 +236,9 @@ class CommandGate:
             await asyncio.shield(self._audit(line, decision, ran))
             return
         self._last_input = self._clock()
-        await self._send(ACCEPT)
+        self._await_prompt()  # before sending: the next prompt may come back at once
         self.tracker.continued(line)
-        self._await_prompt()
+        await self._send(ACCEPT)
 
     async def _verdict(self, line: str) -> Decision:
         try:
@@ -270,16 +270,16 @@ class CommandGate:
     async def _release(self, enter: bytes) -> None:
         """Run the line: the agent's bash accepts only ``ACCEPT``, never a typed Return."""
         self._last_input = self._clock()
+        self._await_prompt()  # before sending: the next prompt may come back at once
         await self._send(ACCEPT)
-        self._await_prompt()
 
     async def _refuse(self, message: str) -> None:
         """Drop the line (Ctrl-C: bash discards the whole buffer) and say why."""
         self._discard()
         self._show(b"\r\n\x1b[1;31m" + message.encode("utf-8", "replace") + b"\x1b[0m\r\n")
         self._last_input = self._clock()
-        await self._send(CTRL_C)
         self._await_prompt()
+        await self._send(CTRL_C)
 
     async def _step_up(self, decision: Decision) -> bool:
         self._show(
