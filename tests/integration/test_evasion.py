@@ -41,7 +41,7 @@ CASES: list[dict[str, Any]] = tomllib.loads(CORPUS.read_text(encoding="utf-8"))[
 SERVER = "evasion-host"
 PROMPT_END = b"\x1b]133;B\x07"
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -188,6 +188,7 @@ def test_corpus_is_big_enough() -> None:
     assert len({c["id"] for c in CASES}) == len(CASES)
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", _params())
 async def test_blocked(stack: Stack, case: dict[str, Any]) -> None:
     blocked, screen = await run_case(stack, case)
