@@ -29,19 +29,24 @@ _SEARCH = re.compile(r"^\((?:failed )?(?:reverse-)?i-search\)`.*?': ", re.S)
 
 def read_edit_line(data: bytes, prompt_end: int, cols: int) -> str:
     """The text after the prompt-end mark at ``prompt_end`` once ``data`` is displayed."""
-    screen = pyte.Screen(max(cols, 2), VIRTUAL_ROWS)
+    cols = max(cols, 2)
+    height = min(VIRTUAL_ROWS, data.count(b"\n") + len(data) // cols + 8)
+    screen = pyte.Screen(cols, height)
     stream = pyte.ByteStream(screen)
     stream.feed(_PRIVATE_CSI.sub(b"", data[:prompt_end]))
     y0, x0 = screen.cursor.y, screen.cursor.x
     stream.feed(_PRIVATE_CSI.sub(b"", data[prompt_end:]))
-    rows = screen.display
-    last = y0
-    for y in range(len(rows) - 1, y0, -1):
-        if rows[y].strip():
-            last = y
-            break
-    whole = "".join(rows[y0:last]) + rows[last].rstrip() if last > y0 else rows[y0].rstrip()
+    used = [y for y in screen.dirty if y >= y0] + [y0, screen.cursor.y]
+    rows = [_row(screen, y) for y in range(y0, max(used) + 1)]
+    while len(rows) > 1 and not rows[-1].strip():
+        rows.pop()
+    whole = "".join(rows[:-1]) + rows[-1].rstrip()
     search = _SEARCH.match(whole)
     if search is not None:
         return whole[search.end() :].strip()
     return whole[x0:].strip()
+
+
+def _row(screen: pyte.Screen, y: int) -> str:
+    line = screen.buffer[y]
+    return "".join(line[x].data for x in range(screen.columns))
