@@ -29,7 +29,17 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ACCEPT", "HOOK_NAME", "PROMPT_END", "PROMPT_START", "shell_integration"]
+__all__ = [
+    "ACCEPT",
+    "HOOK_NAME",
+    "PROMPT_END",
+    "PROMPT_START",
+    "SHELL_MARKS_ENV",
+    "shell_integration",
+]
+
+#: In a terminal ``open_channel``'s ``env``: "1" asks for the marks (read as a flag only).
+SHELL_MARKS_ENV = "CORRAL_SHELL_MARKS"
 
 HOOK_NAME = "__corral_prompt"
 PROMPT_START = b"\x1b]133;A\x07"

@@ -78,8 +78,12 @@ class Terminal:
         buffer_capacity: int = 256 * 1024,
         max_input: int = 1024 * 1024,
         euid: int | None = None,
+        shell_marks: bool = False,
     ) -> Terminal:
         """Start ``user``'s login shell on a new pty of ``cols`` x ``rows``.
+
+        ``shell_marks`` turns on the prompt marks the broker's command gate reads
+        (``agent.shellmarks``); the broker asks for them in ``open_channel``.
 
         ``lang`` defaults to the agent's own ``LANG`` (pass ``""`` to leave it unset);
         ``euid`` defaults to the agent's effective uid and exists for tests.
@@ -89,7 +93,8 @@ class Terminal:
         if lang is None:
             lang = os.environ.get("LANG")
         env = base_environment(user, term=term or DEFAULT_TERM, lang=lang or None)
-        env.update(shell_integration(user.shell))  # prompt marks for the broker's line gate
+        if shell_marks:
+            env.update(shell_integration(user.shell))
         master, slave = pty.openpty()
         try:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, size)

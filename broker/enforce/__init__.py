@@ -9,12 +9,13 @@ limits are in docs/policy.md. Nothing here may block the output path.
 
 from broker.enforce.approvals import ApprovalDesk, ApprovalRequest, ApprovalWaiter
 from broker.enforce.gate import CommandGate, Verdicts
-from broker.enforce.tracker import InputStep, LineTracker, State
+from broker.enforce.tracker import SHELL_MARKS_ENV, InputStep, LineTracker, State
 from broker.enforce.verdicts import BrokerVerdicts, NoStepUp, StepUp
 from broker.enforce.wiring import COMMAND_ACTION, gate_for
 
 __all__ = [
     "COMMAND_ACTION",
+    "SHELL_MARKS_ENV",
     "ApprovalDesk",
     "ApprovalRequest",
     "ApprovalWaiter",

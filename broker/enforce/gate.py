@@ -37,6 +37,9 @@ log = logging.getLogger("corral.enforce")
 
 CTRL_C = b"\x03"
 MAX_CODE = 16
+#: Input queued behind a held line beyond this is dropped (a paste that big is refused
+#: line by line anyway; a client must not grow the broker's memory at will).
+MAX_PENDING = 256 * 1024
 
 
 class Verdicts(Protocol):
@@ -70,7 +73,7 @@ class CommandGate:
         settle_seconds: float = 0.03,
         echo_timeout: float = 1.0,
         prompt_timeout: float = 0.5,
-        first_prompt_timeout: float = 15.0,
+        first_prompt_timeout: float = 10.0,
         code_timeout: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -113,11 +116,11 @@ class CommandGate:
             if CTRL_C in data:
                 self._cancel.set()
             else:
-                self._pending += data
+                self._queue(data)
             return
         async with self._lock:
             if self._busy:
-                self._pending += data
+                self._queue(data)
                 return
             await self._process(bytes(data))
 
@@ -152,7 +155,7 @@ class CommandGate:
             return
         self._busy = True
         self._pending[:0] = step.rest
-        self._spawn(self._enter(step.enter))
+        self._spawn(self._enter())
 
     async def _drain(self) -> None:
         async with self._lock:
@@ -176,6 +179,8 @@ class CommandGate:
 
     def _prompt_late(self) -> None:
         self._prompt_timer = None
+        if not self.tracker.marks_seen:
+            log.warning("command gate: no prompt marks from the shell; keystrokes pass through")
         self.tracker.running()
         self._spawn(self._flush_running())
 
@@ -186,6 +191,12 @@ class CommandGate:
             self._pending.clear()
             if data:
                 await self._process(data)
+
+    def _queue(self, data: bytes) -> None:
+        room = MAX_PENDING - len(self._pending)
+        if room < len(data):
+            log.warning("command gate: %d bytes of queued input dropped", len(data) - room)
+        self._pending += data[: max(room, 0)]
 
     def _discard(self) -> None:
         """The held line will not run: drop what was queued behind it."""
@@ -202,22 +213,22 @@ class CommandGate:
                 return
             await asyncio.sleep(self.settle_seconds / 2)
 
-    async def _enter(self, enter: bytes) -> None:
+    async def _enter(self) -> None:
         try:
             await self._settle()
             if self.tracker.readable:
                 line = self.tracker.line()
                 if not line.strip():
-                    await self._release(enter)  # an empty line runs nothing
+                    await self._release()  # an empty line runs nothing
                     return
                 if self.tracker.incomplete(line):
-                    await self._continue(line, enter)
+                    await self._continue(line)
                     return
                 decision = await self._verdict(line)
             else:
                 line, decision = "", _unreadable()
             self._mark(line or "(unreadable line)")
-            ran = await self._apply(line, decision, enter)
+            ran = await self._apply(line, decision)
             # shielded: a shell that exits at once ends the session (and this task)
             await asyncio.shield(self._audit(line, decision, ran))
         except asyncio.CancelledError:
@@ -227,12 +238,12 @@ class CommandGate:
             with contextlib.suppress(Exception):
                 await self._refuse("corral: the command could not be checked and was discarded")
 
-    async def _continue(self, line: str, enter: bytes) -> None:
+    async def _continue(self, line: str) -> None:
         """bash will ask for more; decide what it holds so far in case it runs it anyway."""
         decision = await self._verdict(closed_form(line))
         if decision.effect is Effect.DENY:
             self._mark(line)
-            ran = await self._apply(line, decision, enter)
+            ran = await self._apply(line, decision)
             await asyncio.shield(self._audit(line, decision, ran))
             return
         self._last_input = self._clock()
@@ -247,27 +258,27 @@ class CommandGate:
             log.exception("policy decision failed; denying")
             return Decision(Effect.DENY, "internal.error", "policy evaluation failed", "")
 
-    async def _apply(self, line: str, decision: Decision, enter: bytes) -> bool:
+    async def _apply(self, line: str, decision: Decision) -> bool:
         if decision.effect is Effect.ALLOW:
-            await self._release(enter)
+            await self._release()
             return True
         if decision.effect is Effect.REQUIRE_MFA:
             if await self._step_up(decision):
-                await self._release(enter)
+                await self._release()
                 return True
             await self._refuse(f"corral: step-up failed; the command was discarded ({line})")
             return False
         if decision.effect is Effect.REQUIRE_APPROVAL:
             if await self._approval(line, decision):
                 self._show(b"corral: approved\r\n")
-                await self._release(enter)
+                await self._release()
                 return True
             await self._refuse("corral: not approved; the command was discarded")
             return False
         await self._refuse(f"corral: denied by {decision.rule_id}: {decision.reason}")
         return False
 
-    async def _release(self, enter: bytes) -> None:
+    async def _release(self) -> None:
         """Run the line: the agent's bash accepts only ``ACCEPT``, never a typed Return."""
         self._last_input = self._clock()
         self._await_prompt()  # before sending: the next prompt may come back at once

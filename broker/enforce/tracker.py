@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from broker.enforce.lines import is_incomplete, join_continued
 from broker.enforce.screen import read_edit_line
 
-__all__ = ["ACCEPT", "PROMPT_END", "PROMPT_START", "InputStep", "LineTracker", "State"]
+__all__ = [
+    "ACCEPT",
+    "PROMPT_END",
+    "PROMPT_START",
+    "SHELL_MARKS_ENV",
+    "InputStep",
+    "LineTracker",
+    "State",
+]
 
 PROMPT_START = b"\x1b]133;A\x07"
 PROMPT_END = b"\x1b]133;B\x07"
@@ -35,6 +43,8 @@ EDIT_AND_EXECUTE = b"\x18\x05"
 #: The only key sequence the agent's bash accepts a line on (agent/shellmarks.py): the
 #: gate sends it after a decision and removes it from whatever people type.
 ACCEPT = b"\x18\r"
+#: Sent in the terminal ``open_channel``'s env to ask the agent for the marks.
+SHELL_MARKS_ENV = "CORRAL_SHELL_MARKS"
 _ACCEPTS = (ACCEPT, b"\x18\n")
 _MARK_TAIL = len(PROMPT_START) - 1
 

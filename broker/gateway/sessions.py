@@ -21,7 +21,15 @@ from starlette.websockets import WebSocket
 from broker.agents.hub import AgentHub, AgentOffline
 from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
-from broker.enforce import ApprovalDesk, ApprovalWaiter, BrokerVerdicts, NoStepUp, StepUp, gate_for
+from broker.enforce import (
+    SHELL_MARKS_ENV,
+    ApprovalDesk,
+    ApprovalWaiter,
+    BrokerVerdicts,
+    NoStepUp,
+    StepUp,
+    gate_for,
+)
 from broker.errors import CorralError, NotFound
 from broker.gateway.access import AccessResolver, GrantAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
@@ -144,6 +152,7 @@ class GatewaySessions:
                 cols=cols,
                 rows=rows,
                 channel_id=row.id,
+                env={SHELL_MARKS_ENV: "1"} if self.policy is not None else None,
             )
         except AgentOffline:
             await self.services.sessions.close(
