@@ -189,7 +189,7 @@ async def test_programs_get_keystrokes_untouched(gated: Any) -> None:
     prompts = term.out.count(b"\x1b]133;B\x07")
     await term.type("\x04")
     await until_count(term, b"\x1b]133;B\x07", prompts + 1)
-    await term.type("vim -Nu NONE -n /tmp/corral-vim-enf.txt\r")
+    await term.type("vi -Nu NONE -n /tmp/corral-vim-enf.txt\r")
     await asyncio.sleep(1.0)
     await term.type(f"irm -f {target}\x1b:wq\r")
     await asyncio.sleep(1.0)
@@ -200,7 +200,7 @@ async def test_programs_get_keystrokes_untouched(gated: Any) -> None:
     audited = [d["command"] for _, d in await commands(env, sid)]
     assert audited == [
         "cat",
-        "vim -Nu NONE -n /tmp/corral-vim-enf.txt",
+        "vi -Nu NONE -n /tmp/corral-vim-enf.txt",
         "cat /tmp/corral-vim-enf.txt",
         "exit 0",
     ]
