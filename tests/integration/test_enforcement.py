@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from broker.audit import Actor
 from broker.enforce import ApprovalDesk
+from broker.gateway import GatewaySessions
 from broker.store.models import AuditEvent, Role
 from tests.integration import enforce_support as support
 from tests.integration.test_sessions_gateway import Env, Term, recorded_output, wait_ended
@@ -204,3 +205,22 @@ async def test_programs_get_keystrokes_untouched(gated: Any) -> None:
         "cat /tmp/corral-vim-enf.txt",
         "exit 0",
     ]
+
+
+async def test_enforcement_off_leaves_the_shell_plain(env: Env) -> None:
+    app = env.broker.server.config.app  # type: ignore[union-attr]
+    app.state.gateway = GatewaySessions(
+        env.services,
+        env.broker.hub,
+        recordings_dir=env.broker.runtime.settings.data_dir / "recordings",
+        enforce=False,
+    )
+    target = support.canary("enf-off")
+    opened = await env.opened()
+    term = await Term.connect(opened["websocket_url"])
+    await term.type(f"rm -f {target}; echo go''ne\n")  # no gate: nothing stops it
+    await term.until(b"gone\r\n")
+    assert b"\x1b]133;" not in term.out  # the agent was not asked for marks
+    assert not support.exists(target)
+    await finish(env, opened["session_id"], term)
+    assert await commands(env, opened["session_id"]) == []
