@@ -32,6 +32,7 @@ from agent.errors import (
 from agent.execute import ExecResult, Execution
 from agent.log import log
 from agent.loop import Interest
+from agent.shellmarks import SHELL_MARKS_ENV
 from agent.spawn import ExitStatus
 from agent.terminal import Terminal, TerminalTable
 from agent.transport import WebSocketClient
@@ -91,7 +92,7 @@ class ChannelContext:
         terminals: TerminalTable,
         policy: UserPolicy,
         resolve_user: Callable[[str, UserPolicy], UnixUser],
-        open_terminal: Callable[[UnixUser, int, int], Terminal],
+        open_terminal: Callable[[UnixUser, int, int, bool], Terminal],
         start_exec: Callable[[UnixUser, OpenChannel], Execution],
         clock: Callable[[], float],
         connect: Callable[[str], WebSocketClient],
@@ -300,7 +301,10 @@ class TerminalChannel(Channel):
             self.refuse("user_refused", str(exc), CloseCode.FORBIDDEN)
             return
         try:
-            terminal = self.context.open_terminal(user, request.cols or 80, request.rows or 24)
+            marks = request.env.get(SHELL_MARKS_ENV) == "1"  # a flag, never put in the shell
+            terminal = self.context.open_terminal(
+                user, request.cols or 80, request.rows or 24, marks
+            )
         except AgentError as exc:
             log.error(
                 "channel %s: cannot start a shell for %s: %s", self.channel_id, user.name, exc

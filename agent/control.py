@@ -96,7 +96,7 @@ class Agent:
         metrics: Callable[[], Metrics] | None = None,
         terminals: TerminalTable | None = None,
         resolve: Callable[[str, UserPolicy], UnixUser] | None = None,
-        open_terminal: Callable[[UnixUser, int, int], Terminal] | None = None,
+        open_terminal: Callable[[UnixUser, int, int, bool], Terminal] | None = None,
         start_exec: Callable[[UnixUser, OpenChannel], Execution] | None = None,
         sysinfo_interval: float = 60.0,
         welcome_timeout: float = 30.0,
@@ -119,7 +119,11 @@ class Agent:
             policy=UserPolicy.from_lists(config.allow_users, config.deny_users),
             resolve_user=resolve or (lambda name, policy: resolve_user(name, policy)),
             open_terminal=open_terminal
-            or (lambda user, cols, rows: Terminal.open(user, cols=cols, rows=rows)),
+            or (
+                lambda user, cols, rows, marks: Terminal.open(
+                    user, cols=cols, rows=rows, shell_marks=marks
+                )
+            ),
             start_exec=start_exec or _start_exec,
             clock=clock,
             connect=self._connect,

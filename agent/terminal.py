@@ -30,6 +30,7 @@ from collections.abc import Iterator
 
 from agent.errors import InputOverflow, TerminalError, TooManyTerminals
 from agent.replay import OutputBuffer, Replay
+from agent.shellmarks import shell_integration
 from agent.spawn import ExitStatus, base_environment, decode_wait_status, spawn
 from agent.users import UnixUser
 
@@ -77,8 +78,12 @@ class Terminal:
         buffer_capacity: int = 256 * 1024,
         max_input: int = 1024 * 1024,
         euid: int | None = None,
+        shell_marks: bool = False,
     ) -> Terminal:
         """Start ``user``'s login shell on a new pty of ``cols`` x ``rows``.
+
+        ``shell_marks`` turns on the prompt marks the broker's command gate reads
+        (``agent.shellmarks``); the broker asks for them in ``open_channel``.
 
         ``lang`` defaults to the agent's own ``LANG`` (pass ``""`` to leave it unset);
         ``euid`` defaults to the agent's effective uid and exists for tests.
@@ -88,6 +93,8 @@ class Terminal:
         if lang is None:
             lang = os.environ.get("LANG")
         env = base_environment(user, term=term or DEFAULT_TERM, lang=lang or None)
+        if shell_marks:
+            env.update(shell_integration(user.shell))
         master, slave = pty.openpty()
         try:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, size)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.agents.hub import AgentHub, DataChannel
 from broker.agents.wire import Closed, Wire
@@ -43,6 +43,9 @@ from websh import (
 )
 
 __all__ = ["Client", "LiveSession"]
+
+if TYPE_CHECKING:
+    from broker.enforce import CommandGate
 
 log = logging.getLogger("corral.gateway")
 
@@ -93,6 +96,7 @@ class LiveSession:
         grace_seconds: float,
         buffer_limit: int,
         on_end: Callable[[LiveSession], None],
+        gate: CommandGate | None = None,
     ) -> None:
         self.id = session_id
         self.workspace_id = workspace_id
@@ -116,6 +120,8 @@ class LiveSession:
         self._grace: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started_attached = False
+        #: Decides each command line at its Enter (None: keystrokes go straight through).
+        self.gate = gate
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,7 +151,10 @@ class LiveSession:
         except CorralError:
             log.exception("session %s: pump failed", self.id)
 
-    def _output(self, data: bytes) -> None:
+    def _output(self, data: bytes, *, injected: bool = False) -> None:
+        """Shell output (or, ``injected``, the gate's own messages) to clients and recording."""
+        if self.gate is not None and not injected:
+            self.gate.output(data)
         self.buffer.append(data)
         self.recorder.output(data)
         for client in list(self.clients):
@@ -169,6 +178,8 @@ class LiveSession:
         self.final, self.final_code = final, code
         if self._grace is not None:
             self._grace.cancel()
+        if self.gate is not None:
+            self.gate.close()
         for client in self.clients:
             client.wake.set()
         if not isinstance(final, Exit):
@@ -199,6 +210,9 @@ class LiveSession:
 
     async def input(self, data: bytes) -> None:
         if self.final is None:
+            if self.gate is not None:
+                await self.gate.input(data)
+                return
             with contextlib.suppress(Closed):
                 await self.channel.send(Input(data=data))
 
@@ -207,6 +221,8 @@ class LiveSession:
             with contextlib.suppress(Closed):
                 await self.channel.send(Resize(cols=cols, rows=rows))
             self.recorder.resize(cols, rows)
+            if self.gate is not None:
+                self.gate.resize(cols)
 
     # ------------------------------------------------------------------ clients
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.websockets import WebSocket
@@ -21,6 +21,15 @@ from starlette.websockets import WebSocket
 from broker.agents.hub import AgentHub, AgentOffline
 from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
+from broker.enforce import (
+    SHELL_MARKS_ENV,
+    ApprovalDesk,
+    ApprovalWaiter,
+    BrokerVerdicts,
+    NoStepUp,
+    StepUp,
+    gate_for,
+)
 from broker.errors import CorralError, NotFound
 from broker.gateway.access import AccessResolver, PolicyAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
@@ -30,7 +39,8 @@ from broker.gateway.shares import Share, ShareBook, ShareRefused
 from broker.gateway.tickets import TicketBook, TicketRefused
 from broker.policy.runtime import default_policy
 from broker.services import Services
-from broker.store.models import Role, Server, User
+from broker.store.models import AccessLevel, Role, Server, User
+from policies import AccessLevel as PolicyLevel
 from policies import PolicyEngine
 from websh import (
     ChannelKind,
@@ -75,12 +85,21 @@ class GatewaySessions:
         hello_timeout: float = 10.0,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        step_up: StepUp | None = None,
+        approvals: ApprovalWaiter | None = None,
+        mfa_age: Callable[[str, str], float | None] | None = None,
+        enforce: bool = True,
     ) -> None:
+        """``policy`` returns the engine in force (default: the repo's policies.polar,
+        compiled); ``mfa_age(user_id, credential_id)`` the seconds since that login's last
+        MFA; ``enforce=False`` turns the per-command gate off."""
         self.services = services
         self.hub = hub
         self.recordings_dir = recordings_dir
-        self.policy: Callable[[], PolicyEngine] = policy or default_policy
-        self.resolver: AccessResolver = resolver or PolicyAccessResolver(services, self.policy)
+        engine = policy or default_policy
+        self.resolver: AccessResolver = resolver or PolicyAccessResolver(services, engine)
+        #: The engine getter the per-command gate uses; None turns the gate off.
+        self.policy: Callable[[], PolicyEngine] | None = engine if enforce else None
         self.grace_seconds = grace_seconds
         self.buffer_limit = buffer_limit
         self.hello_timeout = hello_timeout
@@ -88,6 +107,9 @@ class GatewaySessions:
         self.tickets = TicketBook(ttl=ticket_ttl, clock=clock)
         self.shares = ShareBook()
         self.live: dict[str, LiveSession] = {}
+        self.step_up: StepUp = step_up or NoStepUp()
+        self.approvals: ApprovalWaiter = approvals or ApprovalDesk(services)
+        self.mfa_age = mfa_age or (lambda user_id, credential_id: None)
 
     # -------------------------------------------------------------------- open
 
@@ -135,6 +157,7 @@ class GatewaySessions:
                 cols=cols,
                 rows=rows,
                 channel_id=row.id,
+                env={SHELL_MARKS_ENV: "1"} if self.policy is not None else None,
             )
         except AgentOffline:
             await self.services.sessions.close(
@@ -160,12 +183,46 @@ class GatewaySessions:
             buffer_limit=self.buffer_limit,
             on_end=self._forget,
         )
+        if self.policy is not None:
+            session.gate = gate_for(
+                session,
+                BrokerVerdicts(
+                    self.policy,
+                    self.services,
+                    workspace_id=workspace_id,
+                    user=user,
+                    server=server,
+                    unix_user=unix_user,
+                    session_id=row.id,
+                    grant=self._grant_of(workspace_id, user, server, level),
+                    step_up=self.step_up,
+                    approvals=self.approvals,
+                    mfa_age=lambda: self.mfa_age(user.id, actor.credential_id),
+                ),
+                cols=cols,
+            )
         self.live[row.id] = session
         session.start()
         ticket = self.tickets.issue(
             workspace_id, row.id, user.id, actor.credential_id, resume=False
         )
         return Opened(session, ticket)
+
+    def _grant_of(
+        self, workspace_id: str, user: User, server: Server, level: AccessLevel
+    ) -> Callable[[], Awaitable[tuple[PolicyLevel, str]]]:
+        """How a session's gate learns the level at each Enter: asked again of the
+        resolver when it can say which grant decided, else the level the session opened
+        with."""
+        resolve = getattr(self.resolver, "resolve", None)
+
+        async def grant() -> tuple[PolicyLevel, str]:
+            if resolve is not None:
+                level_now, grant_id = await resolve(workspace_id, user, server)
+                return PolicyLevel(str(level_now)), str(grant_id)
+            return PolicyLevel(str(level)), f"session.level.{level}"
+
+        return grant
 
     async def find_server(self, workspace_id: str, ref: str) -> Server:
         try:

@@ -86,7 +86,7 @@ def make_agent(
         config,
         backoff=Backoff(base=0.05, cap=0.2, uniform=lambda a, b: b),
         resolve=resolve if user is not None else None,
-        open_terminal=lambda u, c, r: Terminal.open(u, cols=c, rows=r, lang=""),
+        open_terminal=lambda u, c, r, m: Terminal.open(u, cols=c, rows=r, lang="", shell_marks=m),
         sysinfo=lambda: {"hostname": "test-host", "cpu_count": 2},
         **kwargs,  # type: ignore[arg-type]
     )
