@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.agents import agent_routes
+from api.approvals import approval_routes
 from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
@@ -64,6 +65,7 @@ def create_app(
             *share_routes(),
             *server_routes(),
             *policy_routes(),
+            *approval_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,

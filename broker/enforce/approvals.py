@@ -71,13 +71,25 @@ class ApprovalDesk:
         )
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting[approval.id] = future
+        outcome = "withdrawn"
         try:
             await self.notify(approval)
             return await asyncio.wait_for(future, self.timeout)
         except TimeoutError:
+            outcome = "timed out"
             return False
         finally:
             self._waiting.pop(approval.id, None)
+            decided = future.done() and not future.cancelled()
+            if not decided:  # nobody decided: timed out, Ctrl-C, or the session ended
+                with contextlib.suppress(CorralError):
+                    closed = await asyncio.shield(
+                        self.services.approvals.withdraw(
+                            request.workspace_id, approval.id, reason=outcome
+                        )
+                    )
+                    if closed:
+                        await self.notify_closed(approval.id, request.workspace_id, outcome)
 
     @property
     def pending(self) -> list[str]:
@@ -89,6 +101,11 @@ class ApprovalDesk:
         for listener in list(self.listeners):
             with contextlib.suppress(CorralError):
                 await listener(approval)
+
+    async def notify_closed(self, approval_id: str, workspace_id: str, outcome: str) -> None:
+        """Tell the listeners a request closed without a decision (they drop it)."""
+        approval = await self.services.approvals.get(workspace_id, approval_id)
+        await self.notify(approval)
 
     def resolve(self, approval_id: str, approved: bool) -> bool:
         """Wake the session waiting on ``approval_id``; False if none is waiting."""

@@ -129,3 +129,26 @@ class ApprovalService(Service):
         if refusal is not None:
             raise refusal
         return approval
+
+    async def withdraw(self, workspace_id: str, approval_id: str, *, reason: str) -> bool:
+        """Close a request nobody decided (timed out, withdrawn, session ended): it is
+        marked expired and can no longer be approved. False if it was already decided."""
+        async with self.db.transaction() as s:
+            approval = await fetch(s, Approval, workspace_id, approval_id)
+            if approval.status != ApprovalStatus.PENDING:
+                return False
+            approval.status = ApprovalStatus.EXPIRED
+            approval.reason = reason[:500]
+            s.add(approval)
+            await self.audit.emit(
+                workspace_id,
+                Category.AUTHORIZATION,
+                "approval.expired",
+                outcome=Outcome.FAILURE,
+                server_id=approval.server_id or "",
+                session_id=approval.session_id or "",
+                target=approval.id,
+                details={"reason": reason[:200]},
+                session=s,
+            )
+            return True

@@ -155,6 +155,9 @@ CASES: dict[str, Case] = {
     "ApprovalService.decide": lambda s, a, b: s.approvals.decide(
         b.ws, a.approval, approver=ACTOR, approve=True
     ),
+    "ApprovalService.withdraw": lambda s, a, b: s.approvals.withdraw(
+        b.ws, a.approval, reason="timed out"
+    ),
     "TokenService.create": lambda s, a, b: s.tokens.create(
         b.ws, a.user, name="x", scope=TokenScope.ADMIN, expires_in_days=30
     ),
