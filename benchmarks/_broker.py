@@ -2,14 +2,15 @@
 
 Mirrors ``tests/integration/conftest.py``: SQLite in a temporary directory, the bootstrap
 workspace, uvicorn serving a socket bound to 127.0.0.1 so the broker can be stopped and
-started again on the same port. With ``tls=(certfile, keyfile)`` uvicorn serves HTTPS/WSS
-(as in production) and the public URL is ``https://``.
+started again on the same port. With ``tls=(certfile, keyfile)`` uvicorn serves HTTPS/WSS,
+TLS 1.3 only (as ``corral up`` does), and the public URL is ``https://``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -63,6 +64,10 @@ class Broker:
             ssl_certfile=self.tls[0] if self.tls else None,
             ssl_keyfile=self.tls[1] if self.tls else None,
         )
+        if self.tls:
+            config.load()  # as `corral up` does: TLS 1.3 only
+            assert config.ssl is not None
+            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[bind(self.port)]))
         while not self.server.started:
