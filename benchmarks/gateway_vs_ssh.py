@@ -144,11 +144,12 @@ async def broker_child(workdir: Path) -> None:
 
 
 class CorralBroker:
-    def __init__(self, workdir: Path, ca: ssl.SSLContext) -> None:
+    def __init__(self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None) -> None:
         self.workdir = workdir
         self.ca = ca
+        extra = ["--profile", profile] if profile else []
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--broker-child", str(workdir)],
+            [sys.executable, str(Path(__file__).resolve()), "--broker-child", str(workdir), *extra],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -351,7 +352,7 @@ def run(args: argparse.Namespace) -> None:
         client_tls = ssl.create_default_context(cafile=str(ca_file))
         client_tls.minimum_version = ssl.TLSVersion.TLSv1_3
 
-        broker = CorralBroker(workdir, client_tls)
+        broker = CorralBroker(workdir, client_tls, args.profile)
         config = workdir / "agent" / "agent.toml"
         register_agent(broker, config, ca_file)
         agents.append(start_agent(config, workdir / "agent.log"))
@@ -391,47 +392,55 @@ def run(args: argparse.Namespace) -> None:
             if isinstance(term, FdTerminal):  # the Corral openers waited already
                 wait_prompt(term)
             terms[name] = term
-        echo: dict[str, list[float]] = {name: [] for name in terms}
-        per_round = max(1, args.keys // args.rounds)
-        warm = args.warmup
-        for _ in range(args.rounds):
-            for name, term in terms.items():
-                echo[name] += echo_latencies(term, per_round, warm)
-            warm = 10
-        echo_stats = {name: stats(values) for name, values in echo.items()}
-        print_table(
-            "keystroke echo, microseconds (write of one key -> its echo read back)",
-            f"{'path':<28} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}",
-            [row(name, s) for name, s in echo_stats.items()],
-        )
+        echo_stats: dict[str, Stats] = {}
+        if args.keys > 0:
+            echo: dict[str, list[float]] = {name: [] for name in terms}
+            per_round = max(1, args.keys // args.rounds)
+            warm = args.warmup
+            for _ in range(args.rounds):
+                for name, term in terms.items():
+                    echo[name] += echo_latencies(term, per_round, warm)
+                warm = 10
+            echo_stats = {name: stats(values) for name, values in echo.items()}
+            print_table(
+                "keystroke echo, microseconds (write of one key -> its echo read back)",
+                f"{'path':<28} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}",
+                [row(name, s) for name, s in echo_stats.items()],
+            )
 
         # ---------------------------------------------------------------- throughput
-        tp_paths = ["ssh direct", "ssh -J bastion", "Corral via broker", "Corral, agent directly"]
-        rates: dict[str, list[float]] = {name: [] for name in tp_paths}
-        sizes: dict[str, int] = {}
-        for _ in range(args.reps):
-            for name in tp_paths:
-                received, took = throughput(terms[name], str(data_file))
-                rates[name].append(received / took / 1e6)
-                sizes[name] = received
-        print()
-        print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
-              "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
-        header = (
-            f"{'path':<28} {'bytes':>12} "
-            + " ".join(f"{'run ' + str(i + 1):>8}" for i in range(args.reps))
-            + f" {'median':>8}"
-        )
-        print(header)
-        print("-" * len(header))
         tp_median: dict[str, float] = {}
-        for name in tp_paths:
-            tp_median[name] = sorted(rates[name])[len(rates[name]) // 2]
-            print(
-                f"{name:<28} {sizes[name]:>12} "
-                + " ".join(f"{r:>8.1f}" for r in rates[name])
-                + f" {tp_median[name]:>8.1f}"
+        if args.reps > 0:
+            tp_paths = [
+                "ssh direct",
+                "ssh -J bastion",
+                "Corral via broker",
+                "Corral, agent directly",
+            ]
+            rates: dict[str, list[float]] = {name: [] for name in tp_paths}
+            sizes: dict[str, int] = {}
+            for _ in range(args.reps):
+                for name in tp_paths:
+                    received, took = throughput(terms[name], str(data_file))
+                    rates[name].append(received / took / 1e6)
+                    sizes[name] = received
+            print()
+            print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
+                  "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
+            header = (
+                f"{'path':<28} {'bytes':>12} "
+                + " ".join(f"{'run ' + str(i + 1):>8}" for i in range(args.reps))
+                + f" {'median':>8}"
             )
+            print(header)
+            print("-" * len(header))
+            for name in tp_paths:
+                tp_median[name] = sorted(rates[name])[len(rates[name]) // 2]
+                print(
+                    f"{name:<28} {sizes[name]:>12} "
+                    + " ".join(f"{r:>8.1f}" for r in rates[name])
+                    + f" {tp_median[name]:>8.1f}"
+                )
 
         for term in terms.values():
             term.close()
@@ -450,45 +459,58 @@ def run(args: argparse.Namespace) -> None:
             "ssh -J bastion": lambda: open_ssh(True),
             "Corral via broker": broker.open_session,
         }
-        to_prompt: dict[str, list[float]] = {name: [] for name in open_paths}
-        to_first: dict[str, list[float]] = {name: [] for name in open_paths}
-        for _ in range(args.opens):
-            for name, opener in open_paths.items():
-                term, start, first, prompt = opener()
-                to_first[name].append((first - start) * 1000)
-                to_prompt[name].append((prompt - start) * 1000)
-                term.close()
-        open_stats = {name: stats(v) for name, v in to_prompt.items()}
-        first_stats = {name: stats(v) for name, v in to_first.items()}
-        print_table(
-            "session open -> prompt, milliseconds (ssh: process start; Corral: POST "
-            "/api/v1/sessions + WebSocket + client_hello)",
-            f"{'path':<28} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}"
-            f" {'1st byte':>9}",
-            [f"{row(name, s)} {first_stats[name].median:>9.0f}" for name, s in open_stats.items()],
-        )
+        open_stats: dict[str, Stats] = {}
+        if args.opens > 0:
+            to_prompt: dict[str, list[float]] = {name: [] for name in open_paths}
+            to_first: dict[str, list[float]] = {name: [] for name in open_paths}
+            for _ in range(args.opens):
+                for name, opener in open_paths.items():
+                    term, start, first, prompt = opener()
+                    to_first[name].append((first - start) * 1000)
+                    to_prompt[name].append((prompt - start) * 1000)
+                    term.close()
+            open_stats = {name: stats(v) for name, v in to_prompt.items()}
+            first_stats = {name: stats(v) for name, v in to_first.items()}
+            print_table(
+                "session open -> prompt, milliseconds (ssh: process start; Corral: POST "
+                "/api/v1/sessions + WebSocket + client_hello)",
+                f"{'path':<28} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}"
+                f" {'1st byte':>9}",
+                [
+                    f"{row(name, s)} {first_stats[name].median:>9.0f}"
+                    for name, s in open_stats.items()
+                ],
+            )
 
         # ---------------------------------------------------------------- verdicts
         recorded = sum(p.stat().st_size for p in (workdir / "broker").rglob("*.cast"))
-        corral, jump = echo_stats["Corral via broker"], echo_stats["ssh -J bastion"]
-        hop = corral.median - echo_stats["Corral, agent directly"].median
-        ratio_tp = tp_median["Corral via broker"] / tp_median["ssh -J bastion"]
-        open_med = open_stats["Corral via broker"].median
         print()
         print(f"recordings written by the broker: {recorded / 1e6:.0f} MB of asciicast")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         print()
         print("targets (Corral issue #4)                              figure        verdict")
-        verdicts = [
-            (
-                "echo median, Corral vs ssh -J (<= 1.00x)",
-                f"{corral.median / jump.median:.2f}x",
-                corral.median <= jump.median,
-            ),
-            ("broker hop added to echo median (<= 150 us)", f"{hop:.0f} us", hop <= 150),
-            ("throughput, Corral vs ssh -J (>= 0.90x)", f"{ratio_tp:.2f}x", ratio_tp >= 0.9),
-            ("session open to prompt, median (<= 100 ms)", f"{open_med:.0f} ms", open_med <= 100),
-        ]
+        verdicts: list[tuple[str, str, bool]] = []
+        if echo_stats:
+            corral, jump = echo_stats["Corral via broker"], echo_stats["ssh -J bastion"]
+            hop = corral.median - echo_stats["Corral, agent directly"].median
+            verdicts += [
+                (
+                    "echo median, Corral vs ssh -J (<= 1.00x)",
+                    f"{corral.median / jump.median:.2f}x",
+                    corral.median <= jump.median,
+                ),
+                ("broker hop added to echo median (<= 150 us)", f"{hop:.0f} us", hop <= 150),
+            ]
+        if tp_median:
+            ratio = tp_median["Corral via broker"] / tp_median["ssh -J bastion"]
+            verdicts.append(
+                ("throughput, Corral vs ssh -J (>= 0.90x)", f"{ratio:.2f}x", ratio >= 0.9)
+            )
+        if open_stats:
+            median = open_stats["Corral via broker"].median
+            verdicts.append(
+                ("session open to prompt, median (<= 100 ms)", f"{median:.0f} ms", median <= 100)
+            )
         for label, figure, ok in verdicts:
             print(f"{label:<54} {figure:>8}      {'met' if ok else 'MISSED'}")
     finally:
@@ -523,10 +545,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="cat runs per path")
     parser.add_argument("--deadline", type=int, default=1800, help="give up after (s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--profile", help="write a cProfile of the broker process here")
     parser.add_argument("--broker-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.broker_child:
-        asyncio.run(broker_child(Path(args.broker_child)))
+        if args.profile:  # cProfile of the whole broker process, for finding hot spots
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                asyncio.run(broker_child(Path(args.broker_child)))
+            finally:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+        else:
+            asyncio.run(broker_child(Path(args.broker_child)))
         return
 
     def overtime(signum: int, frame: object) -> None:

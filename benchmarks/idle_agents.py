@@ -227,6 +227,11 @@ async def coordinator(args: argparse.Namespace) -> None:
             creds_file = workdir / "creds.json"
             creds_file.write_text(json.dumps(creds))
             before = await settle(3.0)
+            if args.tracemalloc:  # where the per-connection memory goes (slows the broker)
+                import tracemalloc
+
+                tracemalloc.start(8)
+                traced = tracemalloc.take_snapshot()
             ws_url = broker.url.replace("http", "ws", 1) + CONTROL_PATH
             child = subprocess.Popen(
                 [
@@ -248,9 +253,27 @@ async def coordinator(args: argparse.Namespace) -> None:
                 connected = len(hub.links)
                 took = time.monotonic() - began
                 after = await settle(10.0)
+                if args.tracemalloc:
+                    growth = tracemalloc.take_snapshot().compare_to(traced, "lineno")
+                    print(f"tracemalloc: top allocations per agent (of {connected}):")
+                    for stat in growth[:20]:
+                        frame = stat.traceback[0]
+                        print(
+                            f"  {stat.size_diff / max(1, connected):>8.0f} B  "
+                            f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"
+                        )
+                profiler = None
+                if args.profile:  # what the broker does at rest, for finding the cost
+                    import cProfile
+
+                    profiler = cProfile.Profile()
+                    profiler.enable()
                 cpu_start, wall_start = os.times(), time.monotonic()
                 await asyncio.sleep(args.rest)
                 cpu_end, wall_end = os.times(), time.monotonic()
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(args.profile)
                 still = len(hub.links)
                 rest_rss = rss_kib()
                 child.send_signal(signal.SIGUSR1)
@@ -295,6 +318,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--rest", type=float, default=30.0, help="seconds of CPU sampling")
     parser.add_argument("--plain", action="store_true", help="HTTP/WS instead of TLS")
+    parser.add_argument("--profile", help="write a cProfile of the broker at rest here")
+    parser.add_argument("--tracemalloc", action="store_true", help="print where memory went")
     parser.add_argument("--swarm", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--ca-file", help=argparse.SUPPRESS)
