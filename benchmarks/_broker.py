@@ -28,6 +28,7 @@ from broker.app import create_app  # noqa: E402
 from broker.bootstrap import initialise  # noqa: E402
 from broker.runtime import Runtime, open_runtime  # noqa: E402
 from broker.settings import load_settings  # noqa: E402
+from broker.tlsbuffer import limit_tls_read_buffer  # noqa: E402
 
 __all__ = ["ROOT", "Broker", "bind", "running_broker"]
 
@@ -65,6 +66,7 @@ class Broker:
             ssl_keyfile=self.tls[1] if self.tls else None,
         )
         if self.tls:
+            limit_tls_read_buffer()  # as `corral up` does
             config.load()  # as `corral up` does: TLS 1.3 only
             assert config.ssl is not None
             config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
