@@ -43,6 +43,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,7 @@ class CorralBroker:
         self.registration_token: str = info["registration_token"]
         self.pid: int = info["pid"]
         self.port = int(self.url.rsplit(":", 1)[1])
+        self.post_ms: list[float] = []  # how long each POST /api/v1/sessions took
 
     def open_session(self) -> tuple[WebshTerminal, float, float, float]:
         """POST /api/v1/sessions, then the WebSocket; (terminal, start, first byte, prompt)."""
@@ -180,6 +182,7 @@ class CorralBroker:
         response = api.getresponse()
         data = response.read()
         api.close()
+        self.post_ms.append((time.perf_counter() - start) * 1000)
         if response.status != 201:
             raise RuntimeError(f"open failed: {response.status} {data[:300]!r}")
         ws = BlockingWebSocket.connect(json.loads(data)["websocket_url"], self.ca)
@@ -435,7 +438,7 @@ def run(args: argparse.Namespace) -> None:
             print(header)
             print("-" * len(header))
             for name in tp_paths:
-                tp_median[name] = sorted(rates[name])[len(rates[name]) // 2]
+                tp_median[name] = statistics.median(rates[name])
                 print(
                     f"{name:<28} {sizes[name]:>12} "
                     + " ".join(f"{r:>8.1f}" for r in rates[name])
@@ -461,6 +464,7 @@ def run(args: argparse.Namespace) -> None:
         }
         open_stats: dict[str, Stats] = {}
         if args.opens > 0:
+            broker.post_ms.clear()
             to_prompt: dict[str, list[float]] = {name: [] for name in open_paths}
             to_first: dict[str, list[float]] = {name: [] for name in open_paths}
             for _ in range(args.opens):
@@ -480,6 +484,11 @@ def run(args: argparse.Namespace) -> None:
                     f"{row(name, s)} {first_stats[name].median:>9.0f}"
                     for name, s in open_stats.items()
                 ],
+            )
+            post = stats(broker.post_ms)
+            print(
+                f"of which POST /api/v1/sessions (HTTPS connect, policy, session row, the "
+                f"agent's channel, recording): median {post.median:.0f} ms, p90 {post.p90:.0f} ms"
             )
 
         # ---------------------------------------------------------------- verdicts
