@@ -145,10 +145,13 @@ async def broker_child(workdir: Path) -> None:
 
 
 class CorralBroker:
-    def __init__(self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None, uvloop: bool = False
+    ) -> None:
         self.workdir = workdir
         self.ca = ca
         extra = ["--profile", profile] if profile else []
+        extra += ["--uvloop"] if uvloop else []
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--broker-child", str(workdir), *extra],
             cwd=ROOT,
@@ -333,6 +336,7 @@ def run(args: argparse.Namespace) -> None:
         f"gateway_vs_ssh: {args.keys} keys (+{args.warmup} warm-up) per path in {args.rounds} "
         f"interleaved rounds; {args.opens} opens per path; cat {args.size_mb} MB x {args.reps}; "
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}; {ssl.OPENSSL_VERSION}; "
+        f"broker loop {'uvloop' if args.uvloop else 'asyncio'}; "
         f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}; "
         f"load average before {load_before[0]:.2f}"
     )
@@ -355,7 +359,7 @@ def run(args: argparse.Namespace) -> None:
         client_tls = ssl.create_default_context(cafile=str(ca_file))
         client_tls.minimum_version = ssl.TLSVersion.TLSv1_3
 
-        broker = CorralBroker(workdir, client_tls, args.profile)
+        broker = CorralBroker(workdir, client_tls, args.profile, args.uvloop)
         config = workdir / "agent" / "agent.toml"
         register_agent(broker, config, ca_file)
         agents.append(start_agent(config, workdir / "agent.log"))
@@ -555,9 +559,14 @@ def main() -> None:
     parser.add_argument("--deadline", type=int, default=1800, help="give up after (s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--profile", help="write a cProfile of the broker process here")
+    parser.add_argument("--uvloop", action="store_true", help="run the broker on uvloop")
     parser.add_argument("--broker-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.broker_child:
+        if args.uvloop:  # an experiment: uvloop is not a dependency of Corral
+            import uvloop
+
+            uvloop.install()
         if args.profile:  # cProfile of the whole broker process, for finding hot spots
             import cProfile
 

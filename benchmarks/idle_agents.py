@@ -204,7 +204,8 @@ async def coordinator(args: argparse.Namespace) -> None:
     fds = raise_fd_limit()
     mode = "plain HTTP/WS" if args.plain else "HTTPS/WSS, TLS 1.3"
     print(
-        f"idle_agents: {args.agents} simulated agents on one broker process ({mode}); "
+        f"idle_agents: {args.agents} simulated agents on one broker process ({mode}"
+        f"{', uvloop' if args.uvloop else ''}); "
         f"rest {args.rest:.0f} s; {os.cpu_count()} CPUs; fd limit {fds}; "
         f"Python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}"
     )
@@ -318,6 +319,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--rest", type=float, default=30.0, help="seconds of CPU sampling")
     parser.add_argument("--plain", action="store_true", help="HTTP/WS instead of TLS")
+    parser.add_argument("--uvloop", action="store_true", help="run the broker on uvloop")
     parser.add_argument("--profile", help="write a cProfile of the broker at rest here")
     parser.add_argument("--tracemalloc", action="store_true", help="print where memory went")
     parser.add_argument("--swarm", help=argparse.SUPPRESS)
@@ -326,8 +328,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.swarm:
         asyncio.run(swarm(args))
-    else:
-        asyncio.run(coordinator(args))
+        return
+    if args.uvloop:  # an experiment: uvloop is not a dependency of Corral
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(coordinator(args))
 
 
 if __name__ == "__main__":
