@@ -16,6 +16,7 @@ import pty
 import select
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +107,30 @@ class WebshTerminal(Terminal):
         self.ws = ws
         self.conn = conn
         self.final: Message | None = None
+        self._pending = b""
+        self._parked: threading.Thread | None = None
+        self._unpark = threading.Event()
+
+    def park(self) -> None:
+        """Keep answering the server's pings while another path is measured (uvicorn
+        closes a WebSocket that leaves its keepalive ping unanswered for 20 s)."""
+
+        def idle() -> None:
+            while not self._unpark.is_set():
+                try:
+                    self._pending += self._read(0.5)
+                except (TerminalClosed, OSError):
+                    return
+
+        self._unpark.clear()
+        self._parked = threading.Thread(target=idle, daemon=True)
+        self._parked.start()
+
+    def unpark(self) -> None:
+        if self._parked is not None:
+            self._unpark.set()
+            self._parked.join()
+            self._parked = None
 
     def send(self, message: Message) -> None:
         self.conn.send(message)
@@ -116,6 +141,12 @@ class WebshTerminal(Terminal):
         self.send(Input(data=data))
 
     def read(self, timeout: float | None) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return self._read(timeout)
+
+    def _read(self, timeout: float | None) -> bytes:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -139,6 +170,7 @@ class WebshTerminal(Terminal):
                 raise TerminalClosed
 
     def close(self) -> None:
+        self.unpark()
         if self.final is None and not self.ws.closed:
             try:
                 self.write(b"exit\n")
