@@ -53,7 +53,7 @@ async def _listen(
 async def test_a_quiet_agent_is_pinged(broker: Broker) -> None:
     ws, conn = await _connect(broker, "quiet")
     try:
-        seen = await _listen(ws, conn, 2.5, ping_every=None)  # heartbeat_interval = 1 s
+        seen = await _listen(ws, conn, 3.5, ping_every=None)  # heartbeat_interval = 1 s
         assert any(isinstance(m, Ping) for m in seen)
         assert len(broker.hub.links) == 1  # our pongs kept it connected
     finally:
