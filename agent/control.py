@@ -75,6 +75,11 @@ __all__ = ["CONTROL_PATH", "Agent"]
 CONTROL_PATH = "/agent/v1/control"
 _MAX_WAIT = 1.0  # wake at least this often to reap children and check timers
 _SHUTDOWN_FLUSH = 2.0
+#: A pty hands out at most about 4 KiB per read; while a command streams output, keep
+#: reading (until the pty is empty or this much is gathered) and send one ``output``, so
+#: every stage after it (websh, TLS, the broker's relay and recording) handles 16x fewer
+#: messages. An echoed keystroke still leaves at once: the second read finds nothing.
+_READ_COALESCE = 64 * 1024
 
 
 class Agent:
@@ -571,15 +576,21 @@ class Agent:
         terminal = self.terminals.get(channel_id)
         if terminal is None or terminal.closed:
             return
+        chunks: list[bytes] = []
+        size = 0
         try:
-            data = terminal.read()
+            while size < _READ_COALESCE:
+                data = terminal.read()
+                if not data:  # None: nothing more now; b"": end of output
+                    break
+                chunks.append(data)
+                size += len(data)
         except TerminalError as exc:
             log.warning("channel %s: %s", channel_id, exc)
-            return
-        if data:
+        if chunks:
             channel = self._live_terminal_channel(channel_id)
             if channel is not None:
-                channel.output(data)
+                channel.output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _flush_terminal(self, channel_id: str) -> None:
         terminal = self.terminals.get(channel_id)

@@ -2,14 +2,15 @@
 
 Mirrors ``tests/integration/conftest.py``: SQLite in a temporary directory, the bootstrap
 workspace, uvicorn serving a socket bound to 127.0.0.1 so the broker can be stopped and
-started again on the same port. With ``tls=(certfile, keyfile)`` uvicorn serves HTTPS/WSS
-(as in production) and the public URL is ``https://``.
+started again on the same port. With ``tls=(certfile, keyfile)`` uvicorn serves HTTPS/WSS,
+TLS 1.3 only (as ``corral up`` does), and the public URL is ``https://``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from broker.app import create_app  # noqa: E402
 from broker.bootstrap import initialise  # noqa: E402
 from broker.runtime import Runtime, open_runtime  # noqa: E402
 from broker.settings import load_settings  # noqa: E402
+from broker.tlsbuffer import limit_tls_read_buffer  # noqa: E402
 
 __all__ = ["ROOT", "Broker", "bind", "running_broker"]
 
@@ -63,6 +65,11 @@ class Broker:
             ssl_certfile=self.tls[0] if self.tls else None,
             ssl_keyfile=self.tls[1] if self.tls else None,
         )
+        if self.tls:
+            limit_tls_read_buffer()  # as `corral up` does
+            config.load()  # as `corral up` does: TLS 1.3 only
+            assert config.ssl is not None
+            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[bind(self.port)]))
         while not self.server.started:

@@ -27,6 +27,7 @@ from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
+from broker.tlsbuffer import limit_tls_read_buffer
 from cli.local_agent import LocalAgent, loopback_url
 
 __all__ = ["audit_purge", "audit_verify", "check", "init", "migrate", "token", "up", "version"]
@@ -240,6 +241,7 @@ def _server_config(settings: Settings, app: Starlette) -> uvicorn.Config:
         raise SettingsError(f"CORRAL_TLS_CERT_FILE: cannot load certificate ({exc})") from None
     if config.ssl is not None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+        limit_tls_read_buffer()  # 256 -> 32 KiB per connection; see broker/tlsbuffer.py
     return config
 
 

@@ -2,7 +2,14 @@
 
 Offsets count every output byte since the session started, so a client that held
 ``offset`` bytes gets exactly ``read(offset)`` onward: nothing lost, nothing doubled. Only
-the last ``limit`` bytes are kept; a client further behind than that cannot be served.
+the last ``limit`` bytes are served; a client further behind than that cannot be.
+
+Trimming is lazy: the bytes before ``start`` are dropped once half a ``limit`` of them has
+piled up, not on every append. A ``bytearray`` whose front was deleted copies itself whole
+when it next grows, so trimming on every append copied the whole megabyte for every
+chunk of output (``benchmarks/gateway_vs_ssh.py``: 0.64 s of the broker's CPU per 100 MB
+a terminal streamed); lazily, each byte is copied at most twice. Nothing before ``start``
+is ever readable, so what a client sees is unchanged.
 """
 
 from __future__ import annotations
@@ -15,22 +22,28 @@ class OutputBuffer:
         if limit < 1:
             raise ValueError("limit must be positive")
         self.limit = limit
+        self._slack = max(1, limit // 2)
         self._data = bytearray()
-        self.start = 0  # offset of self._data[0]
+        self._offset = 0  # offset of self._data[0]; <= start
+
+    @property
+    def start(self) -> int:
+        """Offset of the oldest byte still served."""
+        return max(self._offset, self.end - self.limit)
 
     @property
     def end(self) -> int:
         """Offset just past the newest byte (= total bytes ever appended)."""
-        return self.start + len(self._data)
+        return self._offset + len(self._data)
 
     def append(self, data: bytes) -> None:
         self._data += data
         excess = len(self._data) - self.limit
-        if excess > 0:
+        if excess > self._slack:
             del self._data[:excess]
-            self.start += excess
+            self._offset += excess
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (clamped to what is still held)."""
-        index = max(offset, self.start) - self.start
+        index = max(offset, self.start) - self._offset
         return bytes(self._data[index : index + size])

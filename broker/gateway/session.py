@@ -2,13 +2,17 @@
 the people attached to it.
 
 A single pump task reads the agent's channel and appends every output byte to the buffer
-and the recording; it never waits for a person's WebSocket. Each attached client has its
-own sender task that walks the buffer from its cursor, so a slow client only falls behind
-itself. A client further behind than the buffer holds is dropped (it may reconnect and
-resume); the session, the recording and the other clients carry on. With its owner not
-attached the session waits ``grace_seconds`` for a reconnect before it is closed
-(participants and observers alone do not keep it alive). Participants are told who joins
-and leaves through their own sender task, in order with the output.
+and the recording; it never waits for any one person's WebSocket. Each attached client has
+its own sender task that walks the buffer from its cursor, so a slow client only falls
+behind itself. A client further behind than the buffer holds is dropped (it may reconnect
+and resume); the session, the recording and the other clients carry on. Only when even the
+most advanced client is half a buffer behind does the pump pause (TCP then slows the agent,
+the pty and the command), so a client that is merely slower than the host, such as anyone
+running ``cat`` of a big file, is not dropped; a client that stops reading for
+``STALL_SECONDS`` no longer holds it. With its owner not attached the session waits
+``grace_seconds`` for a reconnect before it is closed (participants and observers alone do
+not keep it alive). Participants are told who joins and leaves through their own sender
+task, in order with the output.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.gateway")
 
 CHUNK = 64 * 1024
+#: How long the pump waits for the leading client before it carries on without it.
+STALL_SECONDS = 10.0
 
 
 @dataclass(eq=False)
@@ -122,6 +128,8 @@ class LiveSession:
         self.started_attached = False
         #: Decides each command line at its Enter (None: keystrokes go straight through).
         self.gate = gate
+        self._progress = asyncio.Event()  # a client's cursor moved, or a client left
+        self._stalled = False  # the leading client made no progress for STALL_SECONDS
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,6 +143,7 @@ class LiveSession:
                 message = await self.channel.receive()
                 if isinstance(message, Output):
                     self._output(message.data)
+                    await self._backpressure()
                 elif isinstance(message, Exit):
                     await self.end(message, reason=_exit_reason(message))
                     return
@@ -163,6 +172,18 @@ class LiveSession:
             else:
                 client.wake.set()
 
+    async def _backpressure(self) -> None:
+        """Wait while even the most advanced attached client is half a buffer behind."""
+        while not self._stalled and self.final is None:
+            cursors = [c.cursor for c in self.clients if c.cursor is not None]
+            if not cursors or self.buffer.end - max(cursors) <= self.buffer.limit // 2:
+                return
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), STALL_SECONDS)
+            except TimeoutError:
+                self._stalled = True  # nobody reads: carry on, the behind get dropped
+
     async def end(
         self,
         final: Message,
@@ -176,6 +197,7 @@ class LiveSession:
         if self.final is not None:
             return
         self.final, self.final_code = final, code
+        self._progress.set()
         if self._grace is not None:
             self._grace.cancel()
         if self.gate is not None:
@@ -255,6 +277,7 @@ class LiveSession:
         if client not in self.clients:
             return
         self.clients.discard(client)
+        self._progress.set()
         if client.task is not None and client.task is not asyncio.current_task():
             client.task.cancel()
         if self.final is None:
@@ -335,6 +358,8 @@ class LiveSession:
                     if chunk and not isinstance(self.final, Terminated):
                         await client.wire.send(Output(data=chunk))
                         client.cursor += len(chunk)
+                        self._stalled = False
+                        self._progress.set()
                         continue
                 if self.final is not None:
                     await client.wire.send(self.final)

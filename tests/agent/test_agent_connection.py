@@ -175,6 +175,31 @@ def test_terminal_session(peer: Peer, agent_factory: Start, me_bash: UnixUser) -
     assert running.stop() == 0
 
 
+def test_streaming_output_is_sent_in_large_messages(
+    peer: Peer, agent_factory: Start, me_bash: UnixUser
+) -> None:
+    """Read as soon as it is readable, a pty hands out about 4 KiB at a time; streaming
+    output leaves in bigger messages (the agent reads until the pty is empty), and every
+    byte arrives."""
+    running = agent_factory(me_bash)
+    control, _ = handshake(peer)
+    channel = open_channel(peer, control, terminal_request())
+    channel.send(Input(data=b"head -c 2000000 /dev/zero | tr '\\0' x; echo DO''NE\n"))
+    sizes: list[int] = []
+    out = b""
+    deadline = time.monotonic() + 60
+    while b"DONE" not in out:
+        event = channel.recv(timeout=max(0.1, deadline - time.monotonic()))
+        if isinstance(event, Output):
+            sizes.append(len(event.data))
+            out += bytes(event.data)
+    assert out.count(b"x") >= 2_000_000
+    assert sum(sizes) / len(sizes) > 8192  # about 4 KiB without coalescing, 50 KiB with
+    channel.send(Input(data=b"exit\n"))
+    until(channel, Exit)
+    assert running.stop() == 0
+
+
 def test_exec_session(peer: Peer, agent_factory: Start, me_bash: UnixUser) -> None:
     agent_factory(me_bash)
     control, _ = handshake(peer)
