@@ -61,12 +61,12 @@ def _int(data: dict[str, Any], name: str, default: int, low: int, high: int) -> 
 
 
 def _need_write(principal: Principal) -> None:
-    if principal.token.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
+    if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
         raise Forbidden("this needs a token with the write scope")
 
 
 def _need_admin(principal: Principal) -> None:
-    if principal.token.scope is not TokenScope.ADMIN or principal.user.role not in STAFF:
+    if principal.scope is not TokenScope.ADMIN or principal.user.role not in STAFF:
         raise Forbidden("this needs a staff or superuser with an admin-scope token")
 
 

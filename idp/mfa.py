@@ -83,20 +83,20 @@ class Mfa:
         actor = Actor("user", user_id, session_id)
         wait = self.limiter.hit(f"{workspace_id}|{user_id}")
         if wait:
-            await self._audit_failure(workspace_id, actor, method, "rate limited", source, purpose)
+            await self.audit_failure(workspace_id, actor, method, "rate limited", source, purpose)
             raise RateLimited("too many verification attempts; try again later", wait)
         if method != "webauthn" and await self.hardware_only(workspace_id):
-            await self._audit_failure(workspace_id, actor, method, "hardware-only", source, purpose)
+            await self.audit_failure(workspace_id, actor, method, "hardware-only", source, purpose)
             raise AuthenticationFailed("this workspace accepts only security keys (WebAuthn)")
         if len(code) > 64:
             raise InvalidInput("code is too long")
         try:
             ok = await self._check(workspace_id, user_id, method, code, factor_id, credential)
         except AuthenticationFailed as exc:
-            await self._audit_failure(workspace_id, actor, method, str(exc), source, purpose)
+            await self.audit_failure(workspace_id, actor, method, str(exc), source, purpose)
             raise
         if not ok:
-            await self._audit_failure(workspace_id, actor, method, "wrong code", source, purpose)
+            await self.audit_failure(workspace_id, actor, method, "wrong code", source, purpose)
             raise AuthenticationFailed(WRONG)
         await self.services.accounts.record_mfa(workspace_id, user_id, method)
         await self.services.audit.emit(
@@ -139,7 +139,7 @@ class Mfa:
                 return factor
         raise NotFound(f"{kind} factor", factor_id or "(none enrolled)")
 
-    async def _audit_failure(
+    async def audit_failure(
         self, workspace_id: str, actor: Actor, method: str, why: str, source: str, purpose: str
     ) -> None:
         await self.services.audit.emit(
