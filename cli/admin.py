@@ -24,7 +24,17 @@ from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
 
-__all__ = ["audit_purge", "audit_verify", "check", "init", "migrate", "token", "up", "version"]
+__all__ = [
+    "audit_purge",
+    "audit_verify",
+    "check",
+    "init",
+    "migrate",
+    "token",
+    "up",
+    "version",
+    "workspace_named",
+]
 
 
 def _login_hint(settings: Settings, url: str, secret: str) -> str:
@@ -70,7 +80,7 @@ async def check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _workspace(rt: Runtime, name: str | None) -> Workspace:
+async def workspace_named(rt: Runtime, name: str | None) -> Workspace:
     """The named workspace, or the first one when no name is given."""
     if name is not None:
         found = await rt.services.workspaces.find(name)
@@ -86,7 +96,7 @@ async def _workspace(rt: Runtime, name: str | None) -> Workspace:
 async def token(args: argparse.Namespace) -> int:
     settings = load_settings()
     async with open_runtime(settings, migrate=False) as rt:
-        workspace = await _workspace(rt, args.workspace)
+        workspace = await workspace_named(rt, args.workspace)
         user = await rt.services.users.find_by_email(workspace.id, args.email)
         if user is None:
             raise NotFound("user", args.email)
@@ -105,7 +115,7 @@ async def audit_verify(args: argparse.Namespace) -> int:
         if args.workspace is None:
             workspaces = await rt.services.workspaces.list_all()
         else:
-            workspaces = [await _workspace(rt, args.workspace)]
+            workspaces = [await workspace_named(rt, args.workspace)]
         for workspace in workspaces:
             result = await rt.services.audit.verify(workspace.id)
             if result.ok:
@@ -123,7 +133,7 @@ async def audit_purge(args: argparse.Namespace) -> int:
         if args.workspace is None:
             workspaces = await rt.services.workspaces.list_all()
         else:
-            workspaces = [await _workspace(rt, args.workspace)]
+            workspaces = [await workspace_named(rt, args.workspace)]
         for workspace in workspaces:
             cutoff = rt.services.audit.clock() - timedelta(days=workspace.audit_retention_days)
             removed = await rt.services.audit.purge(workspace.id, before=cutoff)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from broker.errors import CorralError
 from cli import admin
+from cli.users import add_user_commands
 
 __all__ = ["main"]
 
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--workspace", default=None, help="only this workspace (name)")
     purge.set_defaults(run=admin.audit_purge)
+
+    add_user_commands(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=admin.version)
