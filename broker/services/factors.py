@@ -229,7 +229,7 @@ class FactorService(Service):
                 workspace_id=workspace_id,
                 user_id=user_id,
                 factor_id=factor_id,
-                purpose=purpose[:32],
+                purpose=purpose[:64],
                 secret_hash=secret_hash,
                 challenge=challenge,
                 created_at=now,

@@ -452,7 +452,7 @@ class MfaChallenge(SQLModel, table=True):
     workspace_id: str = _workspace()
     user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     factor_id: str | None = Field(default=None, foreign_key="mfafactor.id", ondelete="CASCADE")
-    purpose: str = Field(max_length=32)
+    purpose: str = Field(max_length=64)
     secret_hash: str = Field(default="", max_length=64)
     challenge: str = Field(default="", max_length=200)
     attempts: int = 0

@@ -160,7 +160,7 @@ def upgrade() -> None:
         sa.Column("workspace_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("user_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("factor_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("secret_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("challenge", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
