@@ -23,7 +23,7 @@ from idp.webauthn import WebAuthn
 
 __all__ = ["METHODS", "Mfa"]
 
-METHODS = ("totp", "recovery", "email", "sms", "webauthn")
+METHODS = ("webauthn", "totp", "email", "sms", "recovery")  # strongest first
 WRONG = "the code is wrong, expired or already used"
 
 
