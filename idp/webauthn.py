@@ -11,6 +11,7 @@ mandatory (PIN or biometric), not just preferred.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from webauthn import (
@@ -30,7 +31,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from broker.audit import Actor
+from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, InvalidInput
 from broker.services import Services
 from broker.store.models import FactorKind, MfaFactor
@@ -120,19 +121,34 @@ class WebAuthn:
         label: str = "",
         actor: Actor,
     ) -> MfaFactor:
-        """Check an attestation against the live challenge and store the credential."""
-        challenge = await self._take(workspace_id, user_id, REGISTER)
+        """Check an attestation against the live challenge and store the credential.
+
+        A refusal is audited (``mfa.enrol_failed``) before it is raised.
+        """
         try:
-            parsed = parse_registration_credential_json(credential)
-            verified = verify_registration_response(
-                credential=parsed,
-                expected_challenge=challenge,
-                expected_rp_id=self.rp_id,
-                expected_origin=self.origin,
-                require_user_verification=self.require_uv,
+            challenge = await self._take(workspace_id, user_id, REGISTER)
+            try:
+                parsed = parse_registration_credential_json(credential)
+                verified = verify_registration_response(
+                    credential=parsed,
+                    expected_challenge=challenge,
+                    expected_rp_id=self.rp_id,
+                    expected_origin=self.origin,
+                    require_user_verification=self.require_uv,
+                )
+            except WebAuthnException as exc:
+                raise AuthenticationFailed(f"security key registration refused: {exc}") from None
+        except AuthenticationFailed as exc:
+            await self.services.audit.emit(
+                workspace_id,
+                Category.AUTHENTICATION,
+                "mfa.enrol_failed",
+                outcome=Outcome.DENIED,
+                actor=actor,
+                target=user_id,
+                details={"kind": "webauthn", "reason": str(exc)[:200]},
             )
-        except WebAuthnException as exc:
-            raise AuthenticationFailed(f"security key registration refused: {exc}") from None
+            raise
         attachment = parsed.authenticator_attachment
         return await self.services.factors.add(
             workspace_id,
@@ -211,7 +227,5 @@ _TRANSPORTS = {t.value for t in AuthenticatorTransport}
 
 
 def _json(text: str) -> dict[str, Any]:
-    import json
-
     value: dict[str, Any] = json.loads(text)
     return value

@@ -69,6 +69,17 @@ class AccountService(Service):
                 state.locked_until = self.clock() + timedelta(seconds=seconds)
                 details["locked_seconds"] = seconds
             s.add(state)
+            if over >= 0:
+                await self.audit.emit(
+                    workspace_id,
+                    Category.AUTHENTICATION,
+                    "login.locked",
+                    outcome=Outcome.DENIED,
+                    actor=Actor("user", user_id),
+                    target=user_id,
+                    details={"failures": state.failed_logins, "seconds": details["locked_seconds"]},
+                    session=s,
+                )
             await self.audit.emit(
                 workspace_id,
                 Category.AUTHENTICATION,

@@ -86,11 +86,11 @@ async def test_lockout_after_failures_then_backoff_expires(
     assert (await login.check(ws, "bob@acme.test", PASSWORD, source="t")).id == user
     state = await services.accounts.login_state(ws, user)
     assert state.failed_logins == 0 and state.locked_until is None
-    failures = [
-        e for e in await services.audit.events(ws, limit=1000) if e.action == "login.failed"
-    ]
+    events = await services.audit.events(ws, limit=1000)
+    failures = [e for e in events if e.action == "login.failed"]
     assert len(failures) == 5 and all(e.outcome == "denied" for e in failures)
     assert all(PASSWORD not in e.details and "wrong-password" not in e.details for e in failures)
+    assert [e.action for e in events].count("login.locked") == 2
 
 
 async def test_unknown_user_same_answer_and_audited(services: Services) -> None:

@@ -82,6 +82,7 @@ async def test_wrong_origin_refused(env: Env) -> None:
     )
     assert refused.status_code == 401
     assert await env.services.factors.list(env.ws, env.user) == []
+    assert "origin" in (await env.events("mfa.enrol_failed"))[0].details.lower()
     assert (await register(env, key)).status_code == 200
     await relogin(env)
     phished = await authenticate(env, key, origin="https://corral.test.evil.example")
