@@ -243,3 +243,4 @@ async def test_step_up_seam_for_the_terminal_gate(env: Env) -> None:
     )
     assert response.status_code == 200
     assert response.json()["mfa_at"].startswith(env.clock.now.isoformat()[:19])
+    assert (await env.services.audit.verify(env.ws)).ok  # every event above is in the chain
