@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 
 from api.agents import agent_routes
 from api.identity import identity_routes
+from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
@@ -40,6 +41,7 @@ def create_app(
         routes=[
             *routes(),
             *identity_routes(),
+            *identity_admin_routes(),
             *mfa_routes(),
             *agent_routes(),
             *session_routes(),

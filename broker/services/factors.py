@@ -126,6 +126,29 @@ class FactorService(Service):
                 session=s,
             )
 
+    async def remove_all(self, workspace_id: str, user_id: str, *, actor: Actor) -> int:
+        """An administrator's reset: every factor, recovery code and pending challenge goes."""
+        async with self.db.transaction() as s:
+            await fetch(s, User, workspace_id, user_id)
+            query = scoped(MfaFactor, workspace_id).where(MfaFactor.user_id == user_id)
+            removed = len((await s.exec(query)).all())
+            for model in (MfaChallenge, RecoveryCode, MfaFactor):
+                await s.exec(
+                    delete(model).where(
+                        col(model.workspace_id) == workspace_id, col(model.user_id) == user_id
+                    )
+                )
+            await self.audit.emit(
+                workspace_id,
+                Category.AUTHENTICATION,
+                "mfa.reset",
+                actor=actor,
+                target=user_id,
+                details={"factors_removed": removed},
+                session=s,
+            )
+            return removed
+
     async def use_totp_step(self, workspace_id: str, factor_id: str, step: int) -> bool:
         """Accept time step ``step`` once: False if it (or a later one) was used already."""
         async with self.db.transaction() as s:

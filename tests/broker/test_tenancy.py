@@ -227,6 +227,7 @@ CASES: dict[str, Case] = {
     "FactorService.list": lambda s, a, b: s.factors.list(b.ws, a.user, confirmed_only=False),
     "FactorService.find_credential": lambda s, a, b: s.factors.find_credential(b.ws, "cred-a"),
     "FactorService.remove": lambda s, a, b: s.factors.remove(b.ws, a.factor, actor=ACTOR),
+    "FactorService.remove_all": lambda s, a, b: s.factors.remove_all(b.ws, a.user, actor=ACTOR),
     "FactorService.use_totp_step": lambda s, a, b: s.factors.use_totp_step(b.ws, a.factor, 10**9),
     "FactorService.use_webauthn": lambda s, a, b: s.factors.use_webauthn(b.ws, a.factor, 99),
     "FactorService.replace_recovery_codes": lambda s, a, b: s.factors.replace_recovery_codes(
