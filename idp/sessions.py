@@ -1,7 +1,8 @@
 """Browser logins: password → (MFA | enrolment) → an active cookie session; CSRF tokens.
 
 States: a correct password gives ``mfa-pending`` when the user has a factor that counts,
-``enrol`` when the workspace requires MFA and the user has none, else ``active``. Pending
+``enrol`` when the workspace requires MFA (or the user has factors, none of which count
+under a hardware-only rule) and the user has none that counts, else ``active``. Pending
 and enrol sessions live 10 minutes and can only reach the MFA routes. Reaching ``active``
 rotates the cookie secret.
 
@@ -81,7 +82,9 @@ class BrowserLogins:
         methods = await self.mfa.methods(workspace_id, user.id)
         if methods:
             state = BrowserSessionState.MFA_PENDING
-        elif workspace.mfa_required:
+        elif workspace.mfa_required or await self.services.factors.list(workspace_id, user.id):
+            # Required, or the person opted in with a factor that no longer counts (the
+            # workspace turned hardware-only): a password alone is not enough either way.
             state = BrowserSessionState.ENROL
         else:
             state = BrowserSessionState.ACTIVE

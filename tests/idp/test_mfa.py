@@ -218,6 +218,9 @@ async def test_hardware_only_refuses_totp(env: Env) -> None:
     assert '"hardware-only"' in events[-1].details
     blocked = await env.client.post("/api/v1/auth/mfa/totp")
     assert blocked.status_code in (403, 409)
+    # The TOTP factor no longer counts, but a password alone is not enough either.
+    assert (await relogin(env))["state"] == "enrol"
+    assert (await env.client.get("/api/v1/whoami")).status_code == 401
 
 
 async def test_step_up_seam_for_the_terminal_gate(env: Env) -> None:
