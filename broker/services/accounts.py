@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,12 +35,17 @@ MAX_LOCK_SECONDS = 3600
 
 
 async def _state(s: AsyncSession, workspace_id: str, user_id: str) -> LoginState:
+    """The user's login state row, made on first use; a concurrent first use wins once."""
     await fetch(s, User, workspace_id, user_id)
     state = await s.get(LoginState, user_id)
     if state is None:
-        state = LoginState(user_id=user_id, workspace_id=workspace_id)
-        s.add(state)
-        await s.flush()
+        try:
+            async with s.begin_nested():
+                state = LoginState(user_id=user_id, workspace_id=workspace_id)
+                s.add(state)
+        except IntegrityError:
+            state = await s.get(LoginState, user_id, populate_existing=True)
+            assert state is not None
     return state
 
 

@@ -166,3 +166,15 @@ async def test_change_password_needs_current_and_ends_other_sessions(
     with pytest.raises(AuthenticationFailed, match="revoked"):
         await services.browser_sessions.authenticate(other_secret, idle_seconds=600)
     assert (await services.browser_sessions.get(ws, keep.id)).revoked_at is None
+
+
+async def test_first_logins_racing_share_one_state_row(services: Services) -> None:
+    import asyncio
+
+    ws = (await services.workspaces.create("acme")).id
+    user = await services.users.create(ws, "racer@acme.test")
+    states = await asyncio.gather(
+        *(services.accounts.record_mfa(ws, user.id, "totp") for _ in range(4))
+    )
+    assert {s.user_id for s in states} == {user.id}
+    assert (await services.accounts.login_state(ws, user.id)).last_mfa_method == "totp"
