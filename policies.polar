@@ -34,13 +34,15 @@ unresolved_default("default.unresolved", "require_approval", "group:security",
 
 # --- 2. Roles: management actions --------------------------------------------------------
 # permission(id, role, action glob). Users reach only their servers; staff run daily
-# operations but not billing, workspace deletion or security policy; superusers do all.
+# operations (and may read which policy is in force) but not billing, workspace deletion or
+# changing security policy; superusers do all.
 permission("perm.user.servers-read", "user", "servers.read");
 permission("perm.staff.servers", "staff", "servers.*");
 permission("perm.staff.users-invite", "staff", "users.invite");
 permission("perm.staff.users-read", "staff", "users.read");
 permission("perm.staff.groups", "staff", "groups.*");
 permission("perm.staff.audit-read", "staff", "audit.read");
+permission("perm.staff.policy-read", "staff", "policy.read");
 permission("perm.staff.sessions", "staff", "sessions.*");
 permission("perm.staff.approvals", "staff", "approvals.*");
 permission("perm.superuser.all", "superuser", "*");
@@ -126,7 +128,7 @@ rule("approve.pci-full", "session", "require_approval", "!role:superuser", "tag:
     "full", "", "group:security", 0, "full access to PCI servers needs security's approval");
 rule("deny.suspended", "action", "deny", "group:suspended", "*", "*", "", "", 0,
     "suspended accounts may not manage anything");
-rule("mfa.policy-update", "action", "require_mfa", "*", "*", "policy.*", "", "", 300,
+rule("mfa.policy-update", "action", "require_mfa", "*", "*", "policy.update", "", "", 300,
     "changing security policy needs an MFA within 5 minutes");
 rule("mfa.workspace-delete", "action", "require_mfa", "*", "*", "workspace.delete", "", "", 300,
     "deleting the workspace needs an MFA within 5 minutes");

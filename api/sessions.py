@@ -29,7 +29,7 @@ from broker.gateway import AccessDenied, GatewaySessions, Revocation, SessionUna
 from broker.runtime import Runtime
 from broker.store.models import Role, TokenScope
 
-__all__ = ["gateway_of", "session_routes"]
+__all__ = ["STAFF", "gateway_of", "need_write", "session_routes", "websocket_url"]
 
 UNIX_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 STAFF = (Role.STAFF, Role.SUPERUSER)
@@ -48,6 +48,7 @@ def gateway_of(app: Starlette) -> GatewaySessions:
             app.state.hub,
             recordings_dir=runtime.settings.data_dir / "recordings",
             grace_seconds=runtime.settings.session_grace_seconds,
+            policy=runtime.policy.engine,
         )
         app.state.gateway = gateway
     return gateway
@@ -60,7 +61,7 @@ def _int(data: dict[str, Any], name: str, default: int, low: int, high: int) -> 
     return value
 
 
-def _need_write(principal: Principal) -> None:
+def need_write(principal: Principal) -> None:
     if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
         raise Forbidden("this needs a token with the write scope")
 
@@ -70,7 +71,7 @@ def _need_admin(principal: Principal) -> None:
         raise Forbidden("this needs a staff or superuser with an admin-scope token")
 
 
-def _websocket_url(request: Request, session_id: str, ticket: str) -> str:
+def websocket_url(request: Request, session_id: str, ticket: str) -> str:
     runtime: Runtime = request.app.state.runtime
     base = runtime.settings.effective_public_url
     base = "ws" + base[4:] if base.startswith("http") else base
@@ -80,7 +81,7 @@ def _websocket_url(request: Request, session_id: str, ticket: str) -> str:
 async def open_session(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_write(principal)
+    need_write(principal)
     data = await json_object(request, allow_empty=True)
     server = data.get("server")
     unix_user = data.get("unix_user")
@@ -109,7 +110,7 @@ async def open_session(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "session_id": session_id,
-            "websocket_url": _websocket_url(request, session_id, opened.ticket),
+            "websocket_url": websocket_url(request, session_id, opened.ticket),
             "expires_in": int(gateway.tickets.ttl),
         },
         status_code=201,
@@ -119,7 +120,7 @@ async def open_session(request: Request) -> JSONResponse:
 async def new_ticket(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_write(principal)
+    need_write(principal)
     session_id = request.path_params["session_id"]
     gateway = gateway_of(request.app)
     try:
@@ -140,7 +141,7 @@ async def new_ticket(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "session_id": session_id,
-            "websocket_url": _websocket_url(request, session_id, ticket),
+            "websocket_url": websocket_url(request, session_id, ticket),
             "expires_in": int(gateway.tickets.ttl),
         },
         status_code=201,
@@ -173,7 +174,7 @@ async def list_sessions(request: Request) -> JSONResponse:
 async def terminate_session(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_write(principal)
+    need_write(principal)
     session_id = request.path_params["session_id"]
     gateway = gateway_of(request.app)
     try:
@@ -286,6 +287,34 @@ async def revoke_grant(request: Request) -> JSONResponse:
     return JSONResponse({"revoked": True, "sessions_ended": ended})
 
 
+async def remove_server(request: Request) -> JSONResponse:
+    """End the server's live sessions, forget the server and hang up its agent."""
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    _need_admin(principal)
+    server = await services.servers.get(principal.workspace_id, request.path_params["server_id"])
+    ended = await _revocation(request).server_removed(
+        principal.workspace_id, server.id, actor=principal.actor
+    )
+    await services.servers.remove(principal.workspace_id, server.id, actor=principal.actor)
+    await request.app.state.hub.disconnect(server.id, "server removed")
+    return JSONResponse({"removed": True, "sessions_ended": ended})
+
+
+async def remove_group_member(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    _need_admin(principal)
+    await services.groups.remove_member(
+        principal.workspace_id,
+        request.path_params["group_id"],
+        request.path_params["user_id"],
+        actor=principal.actor,
+    )
+    ended = await _revocation(request).access_changed(principal.workspace_id, actor=principal.actor)
+    return JSONResponse({"removed": True, "sessions_ended": ended})
+
+
 def session_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/sessions", open_session, methods=["POST"]),
@@ -298,4 +327,8 @@ def session_routes() -> list[BaseRoute]:
         Route("/api/v1/users/{user_id}/disable", disable_user, methods=["POST"]),
         Route("/api/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
         Route("/api/v1/grants/{grant_id}", revoke_grant, methods=["DELETE"]),
+        Route("/api/v1/servers/{server_id}", remove_server, methods=["DELETE"]),
+        Route(
+            "/api/v1/groups/{group_id}/members/{user_id}", remove_group_member, methods=["DELETE"]
+        ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,30 +13,61 @@ from api.agents import agent_routes
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
+from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
+from api.servers import server_routes
 from api.sessions import session_routes
+from api.shares import share_routes
 from broker.agents.hub import AgentHub
+from broker.audit import SYSTEM
 from broker.errors import CorralError
+from broker.gateway import GatewaySessions, Revocation
+from broker.gateway.retention import RecordingRetention
+from broker.policy import MfaAges
 from broker.runtime import Runtime
 from idp import Identity
+from policies import ReloadResult
 
 __all__ = ["create_app"]
 
 
 def create_app(
-    runtime: Runtime, *, hub: AgentHub | None = None, identity: Identity | None = None
+    runtime: Runtime,
+    *,
+    hub: AgentHub | None = None,
+    identity: Identity | None = None,
+    mfa: MfaAges | None = None,
 ) -> Starlette:
+    """``identity`` is the login and MFA layer (built from the runtime unless given);
+    ``mfa`` answers how long ago a user last passed MFA, by default identity's step-up
+    service (``NoMfa`` makes nobody count as recently verified)."""
     agent_hub = hub or AgentHub(runtime.services)
     # The audit log holds the broker key; identity derives its own subkeys from it.
     identity = identity or Identity.build(
         runtime.services, runtime.services.audit.key, runtime.settings
     )
 
+    retention = RecordingRetention(runtime.services, runtime.settings.data_dir / "recordings")
+
+    async def recheck_sessions(result: ReloadResult) -> None:
+        """A new policy may hide servers: end the live sessions it no longer allows."""
+        gateway: GatewaySessions | None = getattr(app.state, "gateway", None)
+        if gateway is None:
+            return
+        revocation = Revocation(gateway)
+        for workspace_id in {s.workspace_id for s in gateway.live.values()}:
+            await revocation.access_changed(workspace_id, actor=SYSTEM)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await agent_hub.close_all()
+        runtime.policy.start_watching(runtime.settings.policy_watch_seconds)
+        purge = asyncio.create_task(retention.run(), name="recording-retention")
+        try:
+            yield
+        finally:
+            purge.cancel()
+            await agent_hub.close_all()
 
     app = Starlette(
         routes=[
@@ -45,6 +77,9 @@ def create_app(
             *mfa_routes(),
             *agent_routes(),
             *session_routes(),
+            *share_routes(),
+            *server_routes(),
+            *policy_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,
@@ -54,8 +89,10 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    runtime.policy.on_change(recheck_sessions)
     app.state.runtime = runtime
     app.state.services = runtime.services
     app.state.hub = agent_hub
     app.state.identity = identity
+    app.state.mfa = mfa or identity.step_up
     return app

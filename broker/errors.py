@@ -8,7 +8,8 @@
     ├── Conflict                    a unique name is taken, or a state change is not allowed
     ├── InvalidInput                a value a caller passed is malformed
     ├── AuthenticationFailed        a credential is unknown, expired, revoked or wrong
-    └── AuditError                  the audit chain cannot be appended to
+    ├── AuditError                  the audit chain cannot be appended to
+    └── PolicyRefused               the configured policy does not load (file:line)
 
 Messages are written for the person who has to act on them: they name the setting, the
 row kind or the credential, and never include secrets or SQL.
@@ -23,6 +24,7 @@ __all__ = [
     "CorralError",
     "InvalidInput",
     "NotFound",
+    "PolicyRefused",
     "SettingsError",
     "StoreError",
 ]
@@ -63,3 +65,7 @@ class AuthenticationFailed(CorralError):
 
 class AuditError(CorralError):
     """An audit event could not be appended to the chain."""
+
+
+class PolicyRefused(CorralError):
+    """The configured policy file does not load; the message is ``file:line: reason``."""

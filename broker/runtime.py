@@ -1,5 +1,6 @@
 """Assembly of the broker's long-lived parts from the settings: the one place that wires
-database, key, audit log and services together (for the app, the CLI and tests alike)."""
+database, key, audit log, services and the policy in force together (for the app, the
+CLI and tests alike)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from broker.audit import AuditLog
 from broker.errors import StoreError
 from broker.keys import load_or_create_key
+from broker.policy.runtime import PolicyRuntime, PolicySource
 from broker.services import Services
 from broker.settings import Settings
 from broker.store.db import Database
@@ -22,15 +24,19 @@ class Runtime:
     settings: Settings
     db: Database
     services: Services
+    policy: PolicyRuntime
 
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Runtime]:
-    """Open the database (migrating it unless told not to) and build the services.
+    """Load the policy, open the database (migrating it unless told not to) and build the
+    services.
 
     Without ``migrate`` nothing is created: a missing embedded database is an error rather
     than a new empty file, data directory and key.
     """
+    source = PolicySource.from_settings(settings)
+    engine = source.load_at_start()  # a bad policy refuses start-up before anything is made
     embedded = settings.data_dir / "corral.db"
     if not migrate and not settings.database_url and not embedded.exists():
         raise StoreError(f"no database at {embedded}; run `corral init` first")
@@ -55,6 +61,11 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
         # Only once the database is known good, so a failed start leaves no key behind.
         key = load_or_create_key(settings.effective_secret_key_file)
         audit = AuditLog(db, key)
-        yield Runtime(settings, db, Services.build(db, audit))
+        services = Services.build(db, audit)
+        policy = PolicyRuntime(source, services, engine=engine)
+        try:
+            yield Runtime(settings, db, services, policy)
+        finally:
+            await policy.aclose()
     finally:
         await db.dispose()

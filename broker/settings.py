@@ -26,6 +26,7 @@ __all__ = ["Settings", "load_settings"]
 ENV_PREFIX = "CORRAL_"
 CONFIG_ENV = "CORRAL_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+POLICY_BACKENDS = ("polar", "casbin")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,15 @@ class Settings:
     smtp_from: str = ""
     smtp_starttls: bool = False
     sms_webhook_url: str = ""
+    #: `corral up` also runs an agent for this machine (a newcomer's first terminal).
+    local_agent: bool = True
+    #: CA bundle that signed ``tls_cert_file``, for the local agent (default: the cert
+    #: itself, which is right for a self-signed certificate).
+    tls_ca_file: Path | None = None
+    policy_backend: str = "polar"
+    policy_file: Path | None = None
+    casbin_model_file: Path | None = None
+    policy_watch_seconds: int = 2
 
     @property
     def effective_database_url(self) -> str:
@@ -70,6 +80,22 @@ class Settings:
     @property
     def effective_secret_key_file(self) -> Path:
         return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def effective_policy_file(self) -> Path:
+        """The policy in force: the configured file, or the default shipped in the package."""
+        if self.policy_file is not None:
+            return self.policy_file
+        from policies.casbin_backend import DEFAULT_POLICY as CASBIN_POLICY
+        from policies.polar_backend import DEFAULT_POLICY as POLAR_POLICY
+
+        return CASBIN_POLICY if self.policy_backend == "casbin" else POLAR_POLICY
+
+    @property
+    def effective_casbin_model_file(self) -> Path:
+        from policies.casbin_backend import DEFAULT_MODEL
+
+        return self.casbin_model_file or DEFAULT_MODEL
 
     @property
     def tls(self) -> bool:
@@ -139,7 +165,7 @@ def _parse_bool(raw: object) -> bool:
     text = _parse_str(raw).strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
-    if text in ("0", "false", "no", "off", ""):
+    if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected true or false, got {raw!r}")
 
@@ -172,6 +198,13 @@ def _parse_redis_url(raw: object) -> str:
     return text
 
 
+def _parse_backend(raw: object) -> str:
+    text = _parse_str(raw).lower()
+    if text not in POLICY_BACKENDS:
+        raise ValueError(f"expected one of {', '.join(POLICY_BACKENDS)}, got {raw!r}")
+    return text
+
+
 _PARSERS: dict[str, Callable[[object], Any]] = {
     "data_dir": _parse_path,
     "database_url": _parse_database_url,
@@ -199,6 +232,12 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "smtp_from": _parse_str,
     "smtp_starttls": _parse_bool,
     "sms_webhook_url": _parse_url,
+    "local_agent": _parse_bool,
+    "tls_ca_file": _parse_path,
+    "policy_backend": _parse_backend,
+    "policy_file": _parse_path,
+    "casbin_model_file": _parse_path,
+    "policy_watch_seconds": _parse_int(0, 3600),
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}
 
@@ -253,6 +292,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
         raise SettingsError(
             "CORRAL_TLS_KEY_FILE: set both tls_cert_file and tls_key_file, or neither"
         )
+    if settings.casbin_model_file is not None and settings.policy_backend != "casbin":
+        raise SettingsError(
+            "CORRAL_CASBIN_MODEL_FILE: a Casbin model needs CORRAL_POLICY_BACKEND=casbin"
+        )
+    for name in ("policy_file", "casbin_model_file"):
+        path = getattr(settings, name)
+        if path is not None and not path.is_absolute():
+            settings = dataclasses.replace(settings, **{name: base / path})
     if not settings.data_dir.is_absolute():
         settings = dataclasses.replace(settings, data_dir=(base / settings.data_dir))
     return settings

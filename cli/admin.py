@@ -4,10 +4,13 @@ the broker's host with its settings (no network, no token needed)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,9 +23,11 @@ from broker.agents.hub import AgentHub
 from broker.app import create_app
 from broker.bootstrap import initialise
 from broker.errors import CorralError, NotFound, SettingsError
+from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
+from cli.local_agent import LocalAgent, loopback_url
 
 __all__ = [
     "audit_purge",
@@ -76,7 +81,10 @@ async def check(args: argparse.Namespace) -> int:
     settings = load_settings()
     async with open_runtime(settings, migrate=False) as rt:
         state = await rt.db.check()
-    print(f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date)")
+    print(
+        f"settings ok; database {rt.db.display_url} at schema {state.current} (up to date); "
+        f"policy {rt.policy.source.file} ok (version {rt.policy.version[:12]})"
+    )
     return 0
 
 
@@ -144,6 +152,25 @@ async def audit_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+async def recordings_purge(args: argparse.Namespace) -> int:
+    """Apply each workspace's recording retention now (the broker also does it hourly)."""
+    settings = load_settings()
+    async with open_runtime(settings, migrate=False) as rt:
+        retention = RecordingRetention(rt.services, settings.data_dir / "recordings")
+        if args.workspace is None:
+            results = await retention.purge_all()
+        else:
+            results = [await retention.purge((await workspace_named(rt, args.workspace)).id)]
+        names = {w.id: w.name for w in await rt.services.workspaces.list_all()}
+        for result in results:
+            print(
+                f"{names.get(result.workspace_id, result.workspace_id)}: removed "
+                f"{result.removed} recordings ({result.bytes} bytes) older than "
+                f"{result.retention_days} days"
+            )
+    return 0
+
+
 async def version(args: argparse.Namespace) -> int:
     print(f"corral {package_version('corral')}")
     return 0
@@ -177,9 +204,18 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, hub: AgentHub) -> None:
         super().__init__(config)
         self.hub = hub
+        self.local_agent: LocalAgent | None = None
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Agents and their data channels first: uvicorn would otherwise wait for them.
+        # Our own agent first (it would only reconnect), then every agent and data channel:
+        # uvicorn would otherwise wait for them.
+        if self.local_agent is not None:
+            await asyncio.to_thread(self.local_agent.stop)
         await self.hub.close_all()
         await super().shutdown(sockets)
 
@@ -237,8 +273,50 @@ async def up(args: argparse.Namespace) -> int:
                 f"  Log in with your token; a new one for the superuser: "
                 f"corral token {result.admin.email}"
             )
+        print(
+            f"  Policy {rt.policy.source.file} ({rt.policy.source.backend}, version "
+            f"{rt.policy.version[:12]}); reload with SIGHUP or on save."
+        )
         print("  Stop with Ctrl-C.", flush=True)
         hub = AgentHub(rt.services)
         server = _Server(_server_config(settings, create_app(rt, hub=hub)), hub)
-        await server.serve(sockets=[sock])
+        starting = None
+        if settings.local_agent:
+            server.local_agent = LocalAgent(rt, result.workspace.id, loopback_url(url))
+            starting = asyncio.create_task(_start_local_agent(server, url, result.token))
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, rt.policy.reload_soon, "sighup")
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+            if starting is not None:
+                starting.cancel()
+            if server.local_agent is not None:
+                server.local_agent.stop()
     return 0
+
+
+def _self_command() -> str:
+    """How the person ran us (``.venv/bin/corral``), so the printed command works as is."""
+    invoked = sys.argv[0] if sys.argv else ""
+    return invoked if os.path.basename(invoked) == "corral" else "corral"
+
+
+async def _start_local_agent(server: _Server, url: str, token: str | None) -> None:
+    await server.ready.wait()
+    local, hub = server.local_agent, server.hub
+    assert local is not None
+    try:
+        name = await local.start(hub)
+    except CorralError as exc:
+        print(f"corral: warning: {exc}", file=sys.stderr, flush=True)
+        return
+    ca = f" --ca-file {local.ca_file}" if local.ca_file else ""
+    print(f"  Local agent connected: this machine is server {name!r} (log: {local.log})")
+    print(
+        f"  Open a terminal on it:\n"
+        f"    CORRAL_TOKEN={token or '<your token>'} {_self_command()} websh {name} "
+        f"--url {url}{ca}",
+        flush=True,
+    )

@@ -1,4 +1,5 @@
-"""The ``corral`` command: server administration now; login, websh and exec join later.
+"""The ``corral`` command: server administration and the policy tools; login, websh and exec
+join later.
 
 Every failure ends as one line on stderr (``corral: error: ...``) and a documented exit
 code; tracebacks are for bugs only.
@@ -15,7 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from broker.errors import CorralError
-from cli import admin
+from cli import admin, websh
+from cli.policy import add_policy_commands
 from cli.users import add_user_commands
 
 __all__ = ["main"]
@@ -65,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(run=admin.audit_purge)
 
     add_user_commands(commands)
+    shell = commands.add_parser(
+        "websh", help="open a terminal on a server through the broker (token: CORRAL_TOKEN)"
+    )
+    shell.add_argument("server", help="server name or id")
+    shell.add_argument("--user", default=None, help="unix user on the server (default: yours)")
+    shell.add_argument("--url", default=None, help="broker URL (default: CORRAL_URL)")
+    shell.add_argument("--ca-file", default=None, help="CA bundle that signs the broker's cert")
+    shell.set_defaults(run=websh.websh)
+
+    recordings = commands.add_parser("recordings", help="session recordings")
+    recording_commands = recordings.add_subparsers(
+        dest="recordings_command", metavar="ACTION", required=True
+    )
+    recordings_purge = recording_commands.add_parser(
+        "purge", help="remove recordings older than each workspace's retention (audited)"
+    )
+    recordings_purge.add_argument("--workspace", default=None, help="only this workspace (name)")
+    recordings_purge.set_defaults(run=admin.recordings_purge)
+
+    add_policy_commands(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=admin.version)

@@ -310,11 +310,14 @@ class CompiledEngine:
             return Decision(Effect.DENY, "internal.error", "policy evaluation failed", self.version)
 
     def access_level(self, subject: Subject, server: Server) -> AccessLevel:
+        return self.access(subject, server)[0]
+
+    def access(self, subject: Subject, server: Server) -> tuple[AccessLevel, str]:
         try:
-            return self._engine.access_level(subject, server)
+            return self._engine.access(subject, server)
         except Exception:
             log.exception("compiled policy failed; hiding the server")
-            return AccessLevel.NONE
+            return AccessLevel.NONE, "internal.error"
 
 
 def compile_engine(reference: RuleEngine) -> PolicyEngine:

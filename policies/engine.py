@@ -45,6 +45,10 @@ class PolicyEngine(Protocol):
 
     def access_level(self, subject: Subject, server: Server) -> AccessLevel: ...
 
+    def access(self, subject: Subject, server: Server) -> tuple[AccessLevel, str]:
+        """The level and the id of the grant that decided it (:data:`NO_GRANT` if none)."""
+        ...
+
 
 class RuleSource(Protocol):
     """The questions a backend answers; each returns the first winner by file order."""
@@ -90,6 +94,9 @@ class RuleEngine:
     def access_level(self, subject: Subject, server: Server) -> AccessLevel:
         return self.source.grant(subject, server)[0]
 
+    def access(self, subject: Subject, server: Server) -> tuple[AccessLevel, str]:
+        return self.source.grant(subject, server)
+
     def decide(self, request: Request) -> Decision:
         if isinstance(request, CommandRequest):
             return self._command(request)
@@ -106,7 +113,7 @@ class RuleEngine:
         return Decision(Effect.DENY, rule_id, reason, self._version)
 
     def _command(self, req: CommandRequest) -> Decision:
-        level, grant_id = self.source.grant(req.subject, req.server)
+        level, grant_id = req.grant or self.source.grant(req.subject, req.server)
         if level is AccessLevel.NONE:
             return self._deny(grant_id, f"no access to {req.server.name}")
         if level is AccessLevel.READ_ONLY:

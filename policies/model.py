@@ -128,7 +128,10 @@ class CommandRequest:
     """Run ``command`` (one line, as the shell will see it) as ``unix_user``.
 
     ``sudo`` is set when the session itself is privileged (e.g. a root login through a
-    sudo channel); ``sudo`` inside the line is found by the parser.
+    sudo channel); ``sudo`` inside the line is found by the parser. ``grant`` is the
+    (level, grant id) the broker already resolved for this subject and server, e.g. the
+    policy's grants combined with the grants stored through the API; ``None`` lets the
+    policy's own grants decide the level.
     """
 
     subject: Subject
@@ -136,6 +139,7 @@ class CommandRequest:
     command: str
     unix_user: str = "user"
     sudo: bool = False
+    grant: tuple[AccessLevel, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

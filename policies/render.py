@@ -16,7 +16,7 @@ from policies.rules import PolicyData
 __all__ = ["LOGIC_MARKER", "polar_logic", "render_casbin", "render_polar"]
 
 LOGIC_MARKER = "# --- 7. Decision logic"
-_DEFAULT = Path(__file__).resolve().parent.parent / "policies.polar"
+_DEFAULT = Path(__file__).resolve().parent / "default.polar"
 _TYPES = """\
 type unresolved_default(id: String, effect: String, approvers: String, reason: String);
 type permission(id: String, role: String, action: String);

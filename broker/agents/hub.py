@@ -446,6 +446,13 @@ class AgentHub:
         for link in list(self.links.values()):
             await link.wire.close(code, reason or "broker restarting")
 
+    async def disconnect(self, server_id: str, reason: str) -> None:
+        """Hang up a server's agent for good (it was removed): its credential is gone, so
+        its reconnects are refused."""
+        link = self.links.get(server_id)
+        if link is not None:
+            await link.wire.close(CloseCode.REVOKED, reason[:100])
+
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 

@@ -1,6 +1,6 @@
 """The gateway: live terminal sessions between a person's WebSocket and an agent's channel.
 
-    access.py      who may open what (AccessResolver; the policy layer replaces the stand-in)
+    access.py      who may open what (PolicyAccessResolver: policy file + stored grants)
     tickets.py     single-use, short-lived WebSocket tickets (only their hash is kept)
     buffer.py      bounded output buffer addressed by byte offset (resume, slow clients)
     recorder.py    asciicast v2 writer, flushed at least every second
@@ -16,7 +16,7 @@ the agent hub, an access resolver and its limits.
     └── SessionUnavailable          no live session with that id in the workspace
 """
 
-from broker.gateway.access import AccessResolver, GrantAccessResolver
+from broker.gateway.access import AccessResolver, GrantAccessResolver, PolicyAccessResolver
 from broker.gateway.errors import AccessDenied, GatewayError, SessionUnavailable
 from broker.gateway.revocation import Revocation
 from broker.gateway.sessions import GatewaySessions
@@ -27,6 +27,7 @@ __all__ = [
     "GatewayError",
     "GatewaySessions",
     "GrantAccessResolver",
+    "PolicyAccessResolver",
     "Revocation",
     "SessionUnavailable",
 ]

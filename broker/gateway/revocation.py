@@ -22,17 +22,22 @@ class Revocation:
         self.gateway = gateway
 
     async def user_disabled(self, workspace_id: str, user_id: str, *, actor: Actor) -> list[str]:
-        return await self.gateway.terminate_where(
+        """End the user's sessions and remove them from sessions others shared with them."""
+        ended = await self.gateway.terminate_where(
             workspace_id, lambda s: s.user_id == user_id, "user disabled", actor=actor
         )
+        await self.gateway.kick_where(workspace_id, lambda c: c.user_id == user_id, "user disabled")
+        return ended
 
     async def token_revoked(self, workspace_id: str, token_id: str, *, actor: Actor) -> list[str]:
-        return await self.gateway.terminate_where(
-            workspace_id,
-            lambda s: s.credential_id == token_id,
-            "the token that opened this session was revoked",
-            actor=actor,
+        reason = "the token that opened this session was revoked"
+        ended = await self.gateway.terminate_where(
+            workspace_id, lambda s: s.credential_id == token_id, reason, actor=actor
         )
+        await self.gateway.kick_where(
+            workspace_id, lambda c: c.credential_id == token_id, "the token was revoked"
+        )
+        return ended
 
     async def server_removed(self, workspace_id: str, server_id: str, *, actor: Actor) -> list[str]:
         return await self.gateway.terminate_where(

@@ -5,8 +5,10 @@ A single pump task reads the agent's channel and appends every output byte to th
 and the recording; it never waits for a person's WebSocket. Each attached client has its
 own sender task that walks the buffer from its cursor, so a slow client only falls behind
 itself. A client further behind than the buffer holds is dropped (it may reconnect and
-resume); the session, the recording and the other clients carry on. With nobody attached
-the session waits ``grace_seconds`` for a reconnect before it is closed.
+resume); the session, the recording and the other clients carry on. With its owner not
+attached the session waits ``grace_seconds`` for a reconnect before it is closed
+(participants and observers alone do not keep it alive). Participants are told who joins
+and leaves through their own sender task, in order with the output.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from websh import (
     Input,
     Message,
     Output,
+    ParticipantJoined,
+    ParticipantLeft,
     Resize,
     Terminated,
 )
@@ -55,6 +59,14 @@ class Client:
     credential_id: str
     read_only: bool
     cursor: int | None
+    #: ``owner``, ``participant`` (through a share link) or ``observer`` (staff).
+    role: str = "owner"
+    #: How other participants see this person (their email).
+    label: str = ""
+    share_id: str | None = None
+    #: Control messages (joins, leaves) the sender task delivers before more output.
+    notices: list[Message] = field(default_factory=list)
+    told_read_only: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -200,10 +212,21 @@ class LiveSession:
 
     async def attach(self, client: Client) -> None:
         self.clients.add(client)
-        if self._grace is not None:
+        if self._grace is not None and client.role == "owner":
             self._grace.cancel()
             self._grace = None
         client.task = asyncio.create_task(self._send_loop(client), name=f"session-send-{self.id}")
+        for other in self.clients:
+            if other is not client:
+                self._notify(other, ParticipantJoined(user=client.label or "?", role=client.role))
+                self._notify(client, ParticipantJoined(user=other.label or "?", role=other.role))
+        if client.role != "owner":
+            await self._audit(
+                "session.joined",
+                client.actor,
+                details={"role": client.role, "read_only": client.read_only},
+            )
+            return
         resumed = self.started_attached
         self.started_attached = True
         with contextlib.suppress(CorralError):
@@ -219,8 +242,13 @@ class LiveSession:
         if client.task is not None and client.task is not asyncio.current_task():
             client.task.cancel()
         if self.final is None:
+            for other in self.clients:
+                self._notify(other, ParticipantLeft(user=client.label or "?"))
+            if client.role != "owner":
+                await self._audit("session.left", client.actor, details={"role": client.role})
+                return
             await self._audit("session.detached", client.actor)
-            if not self.clients:
+            if not any(c.role == "owner" for c in self.clients):
                 with contextlib.suppress(CorralError):
                     await self.services.sessions.set_status(
                         self.workspace_id, self.id, SessionStatus.DETACHED
@@ -240,9 +268,52 @@ class LiveSession:
         client.cursor = offset
         client.wake.set()
 
+    def _notify(self, client: Client, message: Message) -> None:
+        client.notices.append(message)
+        client.wake.set()
+
+    async def refuse_input(self, client: Client) -> None:
+        """A read-only participant typed: tell them once, audit once, forward nothing."""
+        if client.told_read_only:
+            return
+        client.told_read_only = True
+        self._notify(
+            client, ErrorMessage(code="read_only", message="you joined this session read-only")
+        )
+        await self._audit(
+            "session.input_refused",
+            client.actor,
+            outcome=Outcome.DENIED,
+            details={"reason": "read-only participant", "role": client.role},
+        )
+
+    async def kick(self, match: Callable[[Client], bool], reason: str, code: int) -> int:
+        """Remove the matching participants (not the session): revoked shares, disabled
+        users, revoked tokens. Returns how many were removed."""
+        kicked = [c for c in self.clients if match(c)]
+        for client in kicked:
+            if client.task is not None:
+                client.task.cancel()
+            with contextlib.suppress(Closed):
+                await client.wire.send(Terminated(reason=reason[:200]))
+            await client.wire.close(code, reason[:100])
+            await self._audit(
+                "session.participant_removed",
+                client.actor,
+                outcome=Outcome.DENIED,
+                details={"reason": reason, "role": client.role},
+            )
+            await self.detach(client)
+        return len(kicked)
+
     async def _send_loop(self, client: Client) -> None:
         try:
             while True:
+                if client.notices:
+                    notices, client.notices = client.notices, []
+                    for notice in notices:
+                        await client.wire.send(notice)
+                    continue
                 if client.cursor is not None:
                     chunk = self.buffer.read(client.cursor, CHUNK)
                     if chunk and not isinstance(self.final, Terminated):
@@ -282,7 +353,7 @@ class LiveSession:
 
     def _expire(self) -> None:
         self._grace = None
-        if not self.clients and self.final is None:
+        if self.final is None and not any(c.role == "owner" for c in self.clients):
             self._spawn(
                 self.end(
                     Terminated(reason="nobody attached within the grace period"),

@@ -22,13 +22,16 @@ from broker.agents.hub import AgentHub, AgentOffline
 from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
 from broker.errors import CorralError, NotFound
-from broker.gateway.access import AccessResolver, GrantAccessResolver, check_open
+from broker.gateway.access import AccessResolver, PolicyAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
 from broker.gateway.recorder import AsciicastRecorder
 from broker.gateway.session import Client, LiveSession
+from broker.gateway.shares import Share, ShareBook, ShareRefused
 from broker.gateway.tickets import TicketBook, TicketRefused
+from broker.policy.runtime import default_policy
 from broker.services import Services
-from broker.store.models import Server, User
+from broker.store.models import Role, Server, User
+from policies import PolicyEngine
 from websh import (
     ChannelKind,
     ClientHello,
@@ -48,6 +51,8 @@ __all__ = ["GatewaySessions", "Opened"]
 
 log = logging.getLogger("corral.gateway")
 
+STAFF = (Role.STAFF, Role.SUPERUSER)
+
 
 class Opened:
     def __init__(self, session: LiveSession, ticket: str) -> None:
@@ -63,6 +68,7 @@ class GatewaySessions:
         *,
         recordings_dir: Path,
         resolver: AccessResolver | None = None,
+        policy: Callable[[], PolicyEngine] | None = None,
         grace_seconds: float = 300.0,
         ticket_ttl: float = 30.0,
         buffer_limit: int = 1024 * 1024,
@@ -73,12 +79,14 @@ class GatewaySessions:
         self.services = services
         self.hub = hub
         self.recordings_dir = recordings_dir
-        self.resolver: AccessResolver = resolver or GrantAccessResolver(services)
+        self.policy: Callable[[], PolicyEngine] = policy or default_policy
+        self.resolver: AccessResolver = resolver or PolicyAccessResolver(services, self.policy)
         self.grace_seconds = grace_seconds
         self.buffer_limit = buffer_limit
         self.hello_timeout = hello_timeout
         self.limits = limits or Limits()
         self.tickets = TicketBook(ttl=ticket_ttl, clock=clock)
+        self.shares = ShareBook()
         self.live: dict[str, LiveSession] = {}
 
     # -------------------------------------------------------------------- open
@@ -190,6 +198,148 @@ class GatewaySessions:
     def _forget(self, session: LiveSession) -> None:
         if self.live.get(session.id) is session:
             del self.live[session.id]
+        self.shares.forget_session(session.id)
+
+    # ------------------------------------------------------ sharing and observing
+
+    def _owned(self, workspace_id: str, session_id: str, user: User) -> LiveSession:
+        live = self.session(workspace_id, session_id)
+        if live.user_id != user.id:
+            raise SessionUnavailable(f"no live session {session_id}")
+        return live
+
+    async def share(
+        self,
+        workspace_id: str,
+        session_id: str,
+        user: User,
+        actor: Actor,
+        *,
+        read_only: bool,
+        ttl: float,
+    ) -> tuple[Share, str]:
+        """A share link for the owner's live session (audited as ``session.shared``)."""
+        self._owned(workspace_id, session_id, user)
+        share, secret = self.shares.create(
+            workspace_id, session_id, user.id, read_only=read_only, ttl=ttl
+        )
+        await self._audit(
+            workspace_id,
+            "session.shared",
+            actor,
+            session_id,
+            {"share_id": share.id, "mode": share.mode, "expires_in": int(ttl)},
+        )
+        return share, secret
+
+    async def unshare(
+        self, workspace_id: str, session_id: str, share_id: str, user: User, actor: Actor
+    ) -> None:
+        """Revoke a link; whoever joined through it is removed at once."""
+        live = self.session(workspace_id, session_id)
+        if live.user_id != user.id and user.role not in STAFF:
+            raise SessionUnavailable(f"no live session {session_id}")
+        if self.shares.revoke(workspace_id, session_id, share_id) is None:
+            raise SessionUnavailable(f"no share {share_id}")
+        await self._audit(
+            workspace_id, "session.unshared", actor, session_id, {"share_id": share_id}
+        )
+        await live.kick(
+            lambda c: c.share_id == share_id, "the share link was revoked", CloseCode.REVOKED
+        )
+
+    async def join(
+        self, workspace_id: str, secret: str, user: User, actor: Actor
+    ) -> tuple[str, str]:
+        """Redeem a share link for a signed-in member of the same workspace: the session
+        id and a ticket.
+
+        A read-write join must pass the same access check as opening the session would;
+        every refusal is audited and looks the same to the caller (an unknown link).
+        """
+        share: Share | None
+        try:
+            share = self.shares.redeem(secret)
+        except ShareRefused as refused:
+            share = refused.share
+            reason = refused.reason
+        else:
+            reason = "" if share.workspace_id == workspace_id else "other workspace"
+        live = self.live.get(share.session_id) if share is not None else None
+        if share is not None and not reason and live is None:
+            reason = "session ended"
+        if share is not None and not reason and live is not None and not share.read_only:
+            try:
+                server = await self.services.servers.get(workspace_id, live.server_id)
+                check_open(
+                    await self.resolver.access_level(workspace_id, user, server), live.unix_user
+                )
+            except AccessDenied as exc:
+                reason = str(exc)
+        if share is None or live is None or reason:
+            await self._audit(
+                workspace_id,
+                "session.join_refused",
+                actor,
+                share.session_id if share is not None else "",
+                {"reason": reason or "unknown link"},
+                outcome=Outcome.DENIED,
+            )
+            raise SessionUnavailable("unknown or expired share link")
+        return live.id, self.tickets.issue(
+            workspace_id,
+            live.id,
+            user.id,
+            actor.credential_id,
+            resume=False,
+            role="participant",
+            read_only=share.read_only,
+            share_id=share.id,
+        )
+
+    async def observe(self, workspace_id: str, session_id: str, user: User, actor: Actor) -> str:
+        """Staff and superusers watch any live session of their workspace, read-only."""
+        live = self.session(workspace_id, session_id)
+        if user.role not in STAFF:
+            await self._audit(
+                workspace_id,
+                "session.observe_refused",
+                actor,
+                session_id,
+                {"reason": f"role {user.role.value}"},
+                outcome=Outcome.DENIED,
+            )
+            raise SessionUnavailable(f"no live session {session_id}")
+        return self.tickets.issue(
+            workspace_id,
+            live.id,
+            user.id,
+            actor.credential_id,
+            resume=False,
+            role="observer",
+            read_only=True,
+        )
+
+    async def _audit(
+        self,
+        workspace_id: str,
+        action: str,
+        actor: Actor,
+        session_id: str,
+        details: dict[str, object],
+        *,
+        outcome: Outcome = Outcome.SUCCESS,
+    ) -> None:
+        await self.services.audit.emit(
+            workspace_id,
+            Category.RESOURCE_ACCESS if outcome is Outcome.SUCCESS else Category.AUTHORIZATION,
+            action,
+            outcome=outcome,
+            actor=actor,
+            session_id=session_id if session_id in self.live else "",
+            target=session_id[:128],
+            details=details,
+        )
 
     # ---------------------------------------------------------------- terminate
 
@@ -228,6 +378,15 @@ class GatewaySessions:
             return_exceptions=True,
         )
         return [s.id for s in ended]
+
+    async def kick_where(
+        self, workspace_id: str, match: Callable[[Client], bool], reason: str
+    ) -> int:
+        """Remove matching participants from every live session of the workspace."""
+        kicked = 0
+        for live in self.sessions(workspace_id):
+            kicked += await live.kick(match, reason, CloseCode.REVOKED)
+        return kicked
 
     async def close_all(self, reason: str = "broker shutting down") -> None:
         for live in list(self.live.values()):
@@ -268,13 +427,21 @@ class GatewaySessions:
             )
             await wire.close(CloseCode.UNKNOWN_CHANNEL, "unknown session")
             return
-        await wire.send(ClientWelcome(session_id=session_id, read_only=False))
+        label = ticket.user_id
+        with contextlib.suppress(CorralError):
+            label = (await self.services.users.get(ticket.workspace_id, ticket.user_id)).email
+        await wire.send(ClientWelcome(session_id=session_id, read_only=ticket.read_only))
         client = Client(
             wire,
             ticket.user_id,
             ticket.credential_id,
-            read_only=False,
-            cursor=None if ticket.resume else 0,
+            read_only=ticket.read_only,
+            # The owner's first attach starts at 0; a joiner gets what the buffer still
+            # holds, so their screen fills in; a resuming owner says where it stands.
+            cursor=None if ticket.resume else (0 if ticket.role == "owner" else live.buffer.start),
+            role=ticket.role,
+            label=label,
+            share_id=ticket.share_id,
         )
         await live.attach(client)
         try:
@@ -302,10 +469,13 @@ class GatewaySessions:
             if isinstance(message, Input):
                 if client.cursor is None:
                     await live.resume(client, live.buffer.start)
-                if not client.read_only:
+                if client.read_only:
+                    await live.refuse_input(client)
+                else:
                     await live.input(message.data)
             elif isinstance(message, Resize):
-                await live.resize(message.cols, message.rows)
+                if not client.read_only:
+                    await live.resize(message.cols, message.rows)
             elif isinstance(message, Resume):
                 await live.resume(client, message.offset)
 

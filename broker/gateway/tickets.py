@@ -25,6 +25,10 @@ class Ticket:
     credential_id: str
     expires_at: float
     resume: bool
+    #: ``owner``, ``participant`` (joined through a share link) or ``observer`` (staff).
+    role: str = "owner"
+    read_only: bool = False
+    share_id: str | None = None
     used: bool = False
 
 
@@ -44,12 +48,29 @@ class TicketBook:
         self._tickets: dict[str, Ticket] = {}
 
     def issue(
-        self, workspace_id: str, session_id: str, user_id: str, credential_id: str, *, resume: bool
+        self,
+        workspace_id: str,
+        session_id: str,
+        user_id: str,
+        credential_id: str,
+        *,
+        resume: bool,
+        role: str = "owner",
+        read_only: bool = False,
+        share_id: str | None = None,
     ) -> str:
         self._prune()
         secret = secrets.token_urlsafe(32)
         self._tickets[_digest(secret)] = Ticket(
-            workspace_id, session_id, user_id, credential_id, self.clock() + self.ttl, resume
+            workspace_id,
+            session_id,
+            user_id,
+            credential_id,
+            self.clock() + self.ttl,
+            resume,
+            role,
+            read_only,
+            share_id,
         )
         return secret
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from datetime import datetime
 
 from sqlmodel import col
 
@@ -147,3 +148,29 @@ class RecordingService(Service):
             query = query.where(Recording.session_id == session_id)
         async with self.db.transaction() as s:
             return list((await s.exec(query.order_by(col(Recording.started_at)))).all())
+
+    async def purge_ended_before(
+        self, workspace_id: str, before: datetime, *, actor: Actor
+    ) -> builtins.list[Recording]:
+        """Forget recordings that ended before ``before`` (the retention purge); returns
+        them so the caller can delete their files. Audited in the same transaction."""
+        query = scoped(Recording, workspace_id).where(
+            col(Recording.ended_at).is_not(None), col(Recording.ended_at) < before
+        )
+        async with self.db.transaction() as s:
+            rows = list((await s.exec(query)).all())
+            for row in rows:
+                await s.delete(row)
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "recording.purged",
+                actor=actor,
+                details={
+                    "count": len(rows),
+                    "bytes": sum(r.size_bytes for r in rows),
+                    "ended_before": before.isoformat(),
+                },
+                session=s,
+            )
+            return rows

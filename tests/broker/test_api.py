@@ -13,6 +13,7 @@ import pytest
 from broker.app import create_app
 from broker.audit import SYSTEM
 from broker.errors import StoreError
+from broker.policy import PolicyRuntime, PolicySource
 from broker.runtime import Runtime
 from broker.services import Services
 from broker.settings import Settings
@@ -47,7 +48,9 @@ async def api(services: Services, tmp_path: Path) -> AsyncIterator[Api]:
     token, secret = await services.tokens.create(
         ws.id, user.id, name="t", scope=TokenScope.ADMIN, expires_in_days=30, actor=SYSTEM
     )
-    runtime = Runtime(Settings(data_dir=tmp_path), services.db, services)
+    settings = Settings(data_dir=tmp_path)
+    policy = PolicyRuntime(PolicySource.from_settings(settings), services)
+    runtime = Runtime(settings, services.db, services, policy)
     transport = httpx.ASGITransport(app=create_app(runtime), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://corral.test") as client:
         yield Api(client, services, ws.id, user.id, token.id, secret)

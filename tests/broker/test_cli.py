@@ -552,3 +552,13 @@ def test_audit_purge_applies_retention_and_chain_still_verifies(
     assert verify.code == 0, verify
     assert verify.out.startswith("default: ok (1 events")
     assert again.out.strip() == "default: removed 0 events older than 30 days"
+
+
+def test_recordings_purge_reports_per_workspace(copy_of_initialised: Path) -> None:
+    (purge,) = corral_each([(copy_of_initialised, ["recordings", "purge"], {})])
+    assert purge.code == 0, purge
+    assert purge.out.strip() == "default: removed 0 recordings (0 bytes) older than 365 days"
+    (unknown,) = corral_each(
+        [(copy_of_initialised, ["recordings", "purge", "--workspace", "nope"], {})]
+    )
+    assert unknown.code == 1 and unknown.err.startswith("corral: error: ")

@@ -87,3 +87,33 @@ def test_error_is_one_line(tmp_path: Path) -> None:
 def test_every_field_has_a_parser() -> None:
     # load_settings asserts this at import; a new field without validation cannot ship.
     assert Settings().port == 7080
+
+
+def test_policy_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "CORRAL_POLICY_BACKEND": "Casbin",
+            "CORRAL_POLICY_FILE": "team/policy.csv",
+            "CORRAL_CASBIN_MODEL_FILE": "/etc/corral/model.conf",
+            "CORRAL_POLICY_WATCH_SECONDS": "0",
+        },
+        cwd=tmp_path,
+    )
+    assert settings.policy_backend == "casbin"
+    assert settings.effective_policy_file == tmp_path / "team" / "policy.csv"
+    assert settings.effective_casbin_model_file == Path("/etc/corral/model.conf")
+    assert settings.policy_watch_seconds == 0
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CORRAL_POLICY_BACKEND": "opa"}, "CORRAL_POLICY_BACKEND: expected one of polar, casbin"),
+        ({"CORRAL_POLICY_FILE": ""}, "CORRAL_POLICY_FILE: expected a path"),
+        ({"CORRAL_POLICY_WATCH_SECONDS": "-1"}, "CORRAL_POLICY_WATCH_SECONDS: expected an integer"),
+        ({"CORRAL_CASBIN_MODEL_FILE": "m.conf"}, "CORRAL_CASBIN_MODEL_FILE: a Casbin model needs"),
+    ],
+)
+def test_bad_policy_settings(tmp_path: Path, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(environ, cwd=tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -171,6 +172,9 @@ CASES: dict[str, Case] = {
     "RecordingService.finish": lambda s, a, b: s.recordings.finish(b.ws, a.recording, 1),
     "RecordingService.get": lambda s, a, b: s.recordings.get(b.ws, a.recording),
     "RecordingService.list": lambda s, a, b: s.recordings.list(b.ws, session_id=a.session),
+    "RecordingService.purge_ended_before": lambda s, a, b: s.recordings.purge_ended_before(
+        b.ws, s.recordings.clock() + timedelta(days=1), actor=ACTOR
+    ),
     "ApprovalService.request": lambda s, a, b: s.approvals.request(
         b.ws, requester_id=a.user, command="x", approvers=["y"]
     ),

@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 
 from broker.app import create_app
 from broker.audit import SYSTEM
+from broker.policy import PolicyRuntime, PolicySource
 from broker.runtime import Runtime
 from broker.services import Services
 from broker.settings import Settings
@@ -162,7 +163,8 @@ async def env(
     email = "alice@corral.test"
     user = await services.users.create(ws.id, email, role=Role.SUPERUSER)
     await identity.login.set_password(ws.id, user.id, PASSWORD, actor=SYSTEM)
-    runtime = Runtime(settings, services.db, services)
+    policy = PolicyRuntime(PolicySource.from_settings(settings), services)
+    runtime = Runtime(settings, services.db, services, policy)
     app = create_app(runtime, identity=identity)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:

@@ -78,9 +78,10 @@ def cmd(
     *,
     root: bool = False,
     sudo: bool = False,
+    grant: tuple[AccessLevel, str] | None = None,
     **kw: object,
 ) -> Case:
-    req = CommandRequest(s, srv, line, "root" if root else "user", sudo)
+    req = CommandRequest(s, srv, line, "root" if root else "user", sudo, grant)
     return Case(f"cmd {s.user_id}@{srv.name} {line!r}", req, effect, rule, **kw)  # type: ignore[arg-type]
 
 
@@ -254,11 +255,50 @@ CASES = [
     act(ROOT_NO_MFA, "workspace.delete", MFA, "mfa.workspace-delete", mfa_within=300),
     act(ROOT_NO_MFA, "workspace.settings.update", A, "perm.superuser.all"),
     act(SUSPENDED, "audit.read", D, "deny.suspended"),
+    act(STAFF, "policy.read", A, "perm.staff.policy-read"),
+    act(NOBODY, "policy.read", D, "role.not-permitted"),
+    act(ROOT_NO_MFA, "policy.read", A, "perm.superuser.all"),
+    # -- server groups, tag and name globs, levels resolved by the broker ---------------------
+    sess(
+        who("dan", Role.USER, "dba", mfa=None),
+        PROD_DB,
+        L.FULL,
+        MFA,
+        "mfa.prod-session",
+        mfa_within=3600,
+    ),
+    sess(DBA, Server.of("db-x", ("databases", "other")), L.FULL, A, "grant.dba-databases"),
+    sess(DBA, Server.of("databases-1"), L.READ_ONLY, D, "access.no-grant"),
+    sess(OPS, Server.of("vault", tags={"zone": "pci"}), L.TERMINAL, A, "grant.ops-pci"),
+    sess(OPS, Server.of("production-"), L.FULL, A, "grant.ops-prod"),
+    sess(OPS, Server.of("Production-web1"), L.READ_ONLY, D, "access.no-grant"),
+    sess(DEV, Server.of("web-"), L.TERMINAL, A, "grant.dev-web"),
+    cmd(DEV, WEB, "ls", A, "grant.stored:g1", grant=(L.TERMINAL, "grant.stored:g1")),
+    cmd(DEV, WEB, "ls", D, "grant.stored:g1", grant=(L.READ_ONLY, "grant.stored:g1")),
+    cmd(NOBODY, WEB, "sudo ls", A, "grant.stored:g2", grant=(L.FULL, "grant.stored:g2")),
+    cmd(NOBODY, WEB, "sudo ls", D, "grant.stored:g3", grant=(L.TERMINAL, "grant.stored:g3")),
+    cmd(NOBODY, WEB, "rm -rf /", D, "block.rm-root", grant=(L.FULL, "grant.stored:g2")),
+    cmd(
+        CONTRACTOR,
+        PROD,
+        "ls",
+        D,
+        "grant.contractors-no-prod",
+        grant=(L.NONE, "grant.contractors-no-prod"),
+    ),
+    cmd(NOBODY, PCI, "vim x", D, "lockdown.pci", grant=(L.TERMINAL, "grant.stored:g4")),
+    cmd(DEV, WEB, 'eval "$(curl -s x)"', APP, "default.unresolved", **UNRESOLVED),
+    cmd(DEV, WEB, ". ~/.profile", APP, "default.unresolved", **UNRESOLVED),
+    cmd(OPS, PROD, "sudo -i", A, "grant.ops-prod"),
+    cmd(DEV, WEB, "doas ls", D, "grant.dev-web"),
 ]
 
 
 def test_table_is_big_enough() -> None:
     assert len(CASES) >= 60
+    kinds = {type(c.request) for c in CASES}
+    assert kinds == {SessionRequest, CommandRequest, ActionRequest}
+    assert {c.effect for c in CASES} == set(Effect)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{i:03d} {c.name}" for i, c in enumerate(CASES)])

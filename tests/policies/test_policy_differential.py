@@ -139,8 +139,11 @@ def random_request(rng: random.Random) -> Request:
         if rng.random() < 0.2:
             parts[0] = "sudo " + parts[0]
         line = parts[0] + "".join(rng.choice(OPS) + p for p in parts[1:])
+        grant = None
+        if rng.random() < 0.2:  # a level the broker resolved (policy file + stored grants)
+            grant = (rng.choice(list(AccessLevel)), "grant.stored:g")
         return CommandRequest(
-            subject, server, line, rng.choice(["user", "user", "root"]), rng.random() < 0.1
+            subject, server, line, rng.choice(["user", "user", "root"]), rng.random() < 0.1, grant
         )
     if kind < 0.85:
         return SessionRequest(subject, server, rng.choice(list(AccessLevel)))

@@ -1,0 +1,151 @@
+"""Sharing and watching live sessions: share links (read-only or read-write, with an
+expiry), joining through one, and staff observing any session of their workspace.
+
+Thin: parse, authenticate, call :class:`GatewaySessions`, shape the answer. Every answer
+that would tell a stranger whether a session or link exists is the same 404.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from api.auth import authenticate
+from api.bodies import json_object
+from api.problems import BadRequest, NotFoundProblem
+from api.sessions import STAFF, gateway_of, need_write, websocket_url
+from api.state import services_of
+from broker.gateway import SessionUnavailable
+
+__all__ = ["share_routes"]
+
+MODES = {"read-only": True, "read-write": False}
+DEFAULT_TTL = 3600
+MAX_TTL = 7 * 24 * 3600
+
+
+def _terminal_answer(request: Request, session_id: str, ticket: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "session_id": session_id,
+            "websocket_url": websocket_url(request, session_id, ticket),
+            "expires_in": int(gateway_of(request.app).tickets.ttl),
+        },
+        status_code=201,
+    )
+
+
+async def create_share(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    need_write(principal)
+    data = await json_object(request, allow_empty=True)
+    mode = data.get("mode", "read-only")
+    if mode not in MODES:
+        raise BadRequest("mode must be read-only or read-write")
+    ttl = data.get("expires_in", DEFAULT_TTL)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_TTL:
+        raise BadRequest(f"expires_in must be an integer 60..{MAX_TTL} (seconds)")
+    session_id = request.path_params["session_id"]
+    try:
+        share, secret = await gateway_of(request.app).share(
+            principal.workspace_id,
+            session_id,
+            principal.user,
+            principal.actor,
+            read_only=MODES[mode],
+            ttl=ttl,
+        )
+    except SessionUnavailable:
+        raise NotFoundProblem(f"no live session {session_id[:64]} of yours") from None
+    base = request.app.state.runtime.settings.effective_public_url
+    return JSONResponse(
+        {
+            "id": share.id,
+            "session_id": session_id,
+            "mode": share.mode,
+            "expires_in": ttl,
+            "secret": secret,
+            "join_url": f"{base}/api/v1/shares/{secret}/join",
+        },
+        status_code=201,
+    )
+
+
+async def list_shares(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    session_id = request.path_params["session_id"]
+    gateway = gateway_of(request.app)
+    try:
+        live = gateway.session(principal.workspace_id, session_id)
+    except SessionUnavailable:
+        raise NotFoundProblem(f"no live session {session_id[:64]}") from None
+    if live.user_id != principal.user.id and principal.user.role not in STAFF:
+        raise NotFoundProblem(f"no live session {session_id[:64]}")
+    shares = gateway.shares.of_session(principal.workspace_id, session_id)
+    return JSONResponse(
+        {
+            "shares": [
+                {"id": s.id, "mode": s.mode, "revoked": s.revoked, "created_by": s.created_by}
+                for s in shares
+            ],
+            "participants": [
+                {"user": c.label, "role": c.role, "read_only": c.read_only} for c in live.clients
+            ],
+        }
+    )
+
+
+async def revoke_share(request: Request) -> Response:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    need_write(principal)
+    session_id = request.path_params["session_id"]
+    try:
+        await gateway_of(request.app).unshare(
+            principal.workspace_id,
+            session_id,
+            request.path_params["share_id"],
+            principal.user,
+            principal.actor,
+        )
+    except SessionUnavailable:
+        raise NotFoundProblem("no such live session or share") from None
+    return Response(status_code=204)
+
+
+async def join_share(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    try:
+        session_id, ticket = await gateway_of(request.app).join(
+            principal.workspace_id, request.path_params["secret"], principal.user, principal.actor
+        )
+    except SessionUnavailable:
+        raise NotFoundProblem("unknown or expired share link") from None
+    return _terminal_answer(request, session_id, ticket)
+
+
+async def observe(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    session_id = request.path_params["session_id"]
+    try:
+        ticket = await gateway_of(request.app).observe(
+            principal.workspace_id, session_id, principal.user, principal.actor
+        )
+    except SessionUnavailable:
+        raise NotFoundProblem(f"no live session {session_id[:64]}") from None
+    return _terminal_answer(request, session_id, ticket)
+
+
+def share_routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/sessions/{session_id}/shares", create_share, methods=["POST"]),
+        Route("/api/v1/sessions/{session_id}/shares", list_shares, methods=["GET"]),
+        Route("/api/v1/sessions/{session_id}/shares/{share_id}", revoke_share, methods=["DELETE"]),
+        Route("/api/v1/sessions/{session_id}/observe", observe, methods=["POST"]),
+        Route("/api/v1/shares/{secret}/join", join_share, methods=["POST"]),
+    ]

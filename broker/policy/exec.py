@@ -1,0 +1,147 @@
+"""Exec-mode commands (API exec, deploy scripts): decided exactly, then run.
+
+Unlike a terminal, where the broker reconstructs what a person typed, an exec request
+carries the exact text the agent will hand to the user's shell with ``-c``. So the
+decision here is exact: the line is decided as a :class:`~policies.CommandRequest` with
+the access level already resolved (policy file + stored grants), and only an ``allow``
+is sent to :meth:`AgentHub.exec`. A ``require_mfa`` or ``require_approval`` is refused
+with what is needed (nothing is held for exec in this round). Every decision is audited
+as ``exec.command`` with the same details as a terminal's ``session.command`` so
+``corral policy replay`` reads both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broker.agents.hub import AgentHub, AgentOffline
+from broker.audit import Actor, Category, Outcome
+from broker.errors import CorralError
+from broker.gateway.access import PolicyAccessResolver
+from broker.policy.mfa import MfaAges
+from broker.policy.subjects import server_of, subject_of
+from broker.services import Services
+from broker.store.models import Server, User
+from policies import CommandRequest, Decision, Effect, PolicyEngine
+
+__all__ = ["EXEC_ACTION", "ExecFailed", "ExecGate", "ExecOutput", "ExecRefused"]
+
+EXEC_ACTION = "exec.command"
+
+
+class ExecFailed(CorralError):
+    """The agent is connected but could not run the command (e.g. no such unix user)."""
+
+
+class ExecRefused(CorralError):
+    """The policy did not allow the command; ``decision`` says why and what is needed."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(f"{decision.rule_id}: {decision.reason}")
+        self.decision = decision
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    exit_status: int | None
+    signal: int | None
+    timed_out: bool
+    stdout: bytes
+    stderr: bytes
+    decision: Decision
+
+
+class ExecGate:
+    def __init__(
+        self,
+        services: Services,
+        hub: AgentHub,
+        policy: Callable[[], PolicyEngine],
+        mfa: MfaAges,
+        *,
+        resolver: PolicyAccessResolver | None = None,
+    ) -> None:
+        self.services = services
+        self.hub = hub
+        self.policy = policy
+        self.mfa = mfa
+        self.resolver = resolver or PolicyAccessResolver(services, policy)
+
+    async def decide(
+        self, workspace_id: str, user: User, server: Server, command: str, unix_user: str
+    ) -> Decision:
+        grant = await self.resolver.resolve(workspace_id, user, server)
+        age = await self.mfa.mfa_age(workspace_id, user.id)
+        subject = await subject_of(self.services, workspace_id, user, mfa_age_seconds=age)
+        target = await server_of(self.services, workspace_id, server)
+        return self.policy().decide(
+            CommandRequest(subject, target, command, unix_user=unix_user, grant=grant)
+        )
+
+    async def run(
+        self,
+        workspace_id: str,
+        user: User,
+        server: Server,
+        command: str,
+        *,
+        unix_user: str,
+        timeout: float,
+        actor: Actor,
+    ) -> ExecOutput:
+        """Decide, audit, and run only if allowed; raises :class:`ExecRefused` otherwise,
+        :class:`AgentOffline` when the agent is gone and :class:`ExecFailed` when it could
+        not start the command (all audited)."""
+        decision = await self.decide(workspace_id, user, server, command, unix_user)
+        details: dict[str, Any] = {
+            "command": command,
+            "effect": str(decision.effect),
+            "rule_id": decision.rule_id,
+            "reason": decision.reason,
+            "policy_version": decision.version,
+            "unix_user": unix_user,
+        }
+        if decision.effect is not Effect.ALLOW:
+            await self._audit(workspace_id, server, actor, details, Outcome.DENIED)
+            raise ExecRefused(decision)
+        try:
+            result = await self.hub.exec(
+                workspace_id, server.id, command, user=unix_user, timeout=timeout
+            )
+        except AgentOffline as exc:
+            details["error"] = str(exc)[:200]
+            await self._audit(workspace_id, server, actor, details, Outcome.FAILURE)
+            if server.id in self.hub.links:  # still connected: the agent refused to run it
+                raise ExecFailed(f"the agent could not run the command: {str(exc)[:200]}") from None
+            raise
+        details["exit_status"] = result.exit.status
+        await self._audit(workspace_id, server, actor, details, Outcome.SUCCESS)
+        return ExecOutput(
+            result.exit.status,
+            result.exit.signal,
+            bool(result.exit.timed_out),
+            result.stdout,
+            result.stderr,
+            decision,
+        )
+
+    async def _audit(
+        self,
+        workspace_id: str,
+        server: Server,
+        actor: Actor,
+        details: dict[str, Any],
+        outcome: Outcome,
+    ) -> None:
+        await self.services.audit.emit(
+            workspace_id,
+            Category.RESOURCE_ACCESS,
+            EXEC_ACTION,
+            outcome=outcome,
+            actor=actor,
+            server_id=server.id,
+            target=server.name,
+            details=details,
+        )
