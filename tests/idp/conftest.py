@@ -17,6 +17,7 @@ import pyotp
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from argon2 import PasswordHasher
+from starlette.applications import Starlette
 
 from broker.app import create_app
 from broker.audit import SYSTEM
@@ -107,6 +108,7 @@ class Env:
     email: str
     mailbox: Mailbox
     sms: Webhook
+    app: Starlette
 
     def remember(self, response: httpx.Response) -> dict[str, Any]:
         """Keep the CSRF token the way a page's script would."""
@@ -168,4 +170,4 @@ async def env(
     app = create_app(runtime, identity=identity)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
-        yield Env(client, services, identity, clock, ws.id, user.id, email, box, sms_webhook)
+        yield Env(client, services, identity, clock, ws.id, user.id, email, box, sms_webhook, app)
