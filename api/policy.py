@@ -116,7 +116,7 @@ async def policy_info(request: Request) -> JSONResponse:
 
 async def policy_reload(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
-    if principal.token.scope is not TokenScope.ADMIN:
+    if principal.scope is not TokenScope.ADMIN:
         raise Forbidden("reloading the policy needs an admin-scope token")
     await _authorize(request, principal, "policy.update")
     policy = runtime_of(request).policy
@@ -142,7 +142,7 @@ async def policy_reload(request: Request) -> JSONResponse:
 async def exec_command(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if principal.token.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
+    if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
         raise Forbidden("this needs a token with the write scope")
     data = await json_object(request)
     command = data.get("command")

@@ -22,12 +22,16 @@ from broker.errors import (
     InvalidInput,
     NotFound,
 )
+from idp.delivery import DeliveryFailed
+from idp.errors import MfaRequired, RateLimited
 
 __all__ = [
     "ApiError",
     "BadRequest",
+    "DeliveryProblem",
     "Forbidden",
     "NotFoundProblem",
+    "TooManyRequests",
     "Unauthorized",
     "http_problem_handler",
     "problem_handler",
@@ -69,17 +73,30 @@ class ConflictProblem(ApiError):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class TooManyRequests(ApiError):
+    status, code, title = 429, "rate-limited", "Too many attempts"
+
+
+class DeliveryProblem(ApiError):
+    status, code, title = 502, "delivery-failed", "The code could not be sent"
+
+
 _MAPPED: dict[type[CorralError], type[ApiError]] = {
     InvalidInput: BadRequest,
     AuthenticationFailed: Unauthorized,
     NotFound: NotFoundProblem,
     Conflict: ConflictProblem,
+    MfaRequired: Unauthorized,
 }
 
 
 def to_problem(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RateLimited):
+        return TooManyRequests(str(exc), retry_after=exc.retry_after)
+    if isinstance(exc, DeliveryFailed):
+        return DeliveryProblem(str(exc))
     for kind, problem in _MAPPED.items():
         if isinstance(exc, kind):
             return problem(str(exc))
@@ -97,7 +114,9 @@ def problem_response(
         "instance": request.url.path,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status == 429 and "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )

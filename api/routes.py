@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from api.auth import authenticate
+from api.auth import Principal, authenticate
 from api.problems import Forbidden
 from api.state import services_of
 from broker.store.models import Role
@@ -27,9 +27,25 @@ async def whoami(request: Request) -> JSONResponse:
                 "role": str(principal.user.role),
             },
             "workspace": {"id": workspace.id, "name": workspace.name},
-            "token": {"id": principal.token.id, "scope": str(principal.token.scope)},
+            **(
+                {"token": {"id": principal.token.id, "scope": str(principal.token.scope)}}
+                if principal.token is not None
+                else {"session": _session_view(principal)}
+            ),
         }
     )
+
+
+def _session_view(principal: Principal) -> dict[str, object]:
+    session = principal.session
+    assert session is not None
+    return {
+        "id": session.id,
+        "state": str(session.state),
+        "expires_at": session.expires_at.isoformat(),
+        "mfa_at": session.mfa_at.isoformat() if session.mfa_at else None,
+        "mfa_method": session.mfa_method or None,
+    }
 
 
 async def audit_verify(request: Request) -> JSONResponse:

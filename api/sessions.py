@@ -49,6 +49,8 @@ def gateway_of(app: Starlette) -> GatewaySessions:
             recordings_dir=runtime.settings.data_dir / "recordings",
             grace_seconds=runtime.settings.session_grace_seconds,
             policy=runtime.policy.engine,
+            step_up=app.state.identity.step_up,
+            mfa=app.state.mfa,
         )
         app.state.gateway = gateway
     return gateway
@@ -62,12 +64,12 @@ def _int(data: dict[str, Any], name: str, default: int, low: int, high: int) -> 
 
 
 def need_write(principal: Principal) -> None:
-    if principal.token.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
+    if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
         raise Forbidden("this needs a token with the write scope")
 
 
 def _need_admin(principal: Principal) -> None:
-    if principal.token.scope is not TokenScope.ADMIN or principal.user.role not in STAFF:
+    if principal.scope is not TokenScope.ADMIN or principal.user.role not in STAFF:
         raise Forbidden("this needs a staff or superuser with an admin-scope token")
 
 

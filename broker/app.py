@@ -11,6 +11,9 @@ from starlette.exceptions import HTTPException
 
 from api.agents import agent_routes
 from api.approvals import approval_routes
+from api.identity import identity_routes
+from api.identity_admin import identity_admin_routes
+from api.mfa import mfa_routes
 from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
@@ -22,19 +25,29 @@ from broker.audit import SYSTEM
 from broker.errors import CorralError
 from broker.gateway import GatewaySessions, Revocation
 from broker.gateway.retention import RecordingRetention
-from broker.policy import MfaAges, NoMfa
+from broker.policy import MfaAges
 from broker.runtime import Runtime
+from idp import Identity
 from policies import ReloadResult
 
 __all__ = ["create_app"]
 
 
 def create_app(
-    runtime: Runtime, *, hub: AgentHub | None = None, mfa: MfaAges | None = None
+    runtime: Runtime,
+    *,
+    hub: AgentHub | None = None,
+    identity: Identity | None = None,
+    mfa: MfaAges | None = None,
 ) -> Starlette:
-    """``mfa`` answers how long ago a user last passed MFA (the identity layer's step-up
-    service); without it nobody counts as recently verified and step-up rules apply."""
+    """``identity`` is the login and MFA layer (built from the runtime unless given);
+    ``mfa`` answers how long ago a user last passed MFA, by default identity's step-up
+    service (``NoMfa`` makes nobody count as recently verified)."""
     agent_hub = hub or AgentHub(runtime.services)
+    # The audit log holds the broker key; identity derives its own subkeys from it.
+    identity = identity or Identity.build(
+        runtime.services, runtime.services.audit.key, runtime.settings
+    )
 
     retention = RecordingRetention(runtime.services, runtime.settings.data_dir / "recordings")
 
@@ -60,6 +73,9 @@ def create_app(
     app = Starlette(
         routes=[
             *routes(),
+            *identity_routes(),
+            *identity_admin_routes(),
+            *mfa_routes(),
             *agent_routes(),
             *session_routes(),
             *share_routes(),
@@ -79,5 +95,6 @@ def create_app(
     app.state.runtime = runtime
     app.state.services = runtime.services
     app.state.hub = agent_hub
-    app.state.mfa = mfa or NoMfa()
+    app.state.identity = identity
+    app.state.mfa = mfa or identity.step_up
     return app

@@ -47,6 +47,19 @@ class Settings:
     registration_token_ttl_seconds: int = 3600
     recording_retention_days: int = 365
     audit_retention_days: int = 365
+    # Identity (idp/): browser sessions, lockout, mail and SMS delivery of one-time codes.
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 60
+    login_rate_per_minute: int = 10
+    default_workspace: str = "default"
+    webauthn_rp_id: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""
+    smtp_starttls: bool = False
+    sms_webhook_url: str = ""
     #: `corral up` also runs an agent for this machine (a newcomer's first terminal).
     local_agent: bool = True
     #: CA bundle that signed ``tls_cert_file``, for the local agent (default: the cert
@@ -87,6 +100,11 @@ class Settings:
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+    @property
+    def effective_rp_id(self) -> str:
+        """The WebAuthn relying-party id: the public URL's host unless set."""
+        return self.webauthn_rp_id or (urlsplit(self.effective_public_url).hostname or "")
 
     @property
     def effective_public_url(self) -> str:
@@ -202,6 +220,18 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "registration_token_ttl_seconds": _parse_int(60, 30 * 86400),
     "recording_retention_days": _parse_int(1, 36500),
     "audit_retention_days": _parse_int(1, 36500),
+    "session_idle_minutes": _parse_int(1, 7 * 24 * 60),
+    "session_absolute_hours": _parse_int(1, 30 * 24),
+    "login_max_failures": _parse_int(1, 100),
+    "login_lockout_seconds": _parse_int(1, 3600),
+    "login_rate_per_minute": _parse_int(1, 10000),
+    "default_workspace": _parse_str,
+    "webauthn_rp_id": _parse_str,
+    "smtp_host": _parse_str,
+    "smtp_port": _parse_int(1, 65535),
+    "smtp_from": _parse_str,
+    "smtp_starttls": _parse_bool,
+    "sms_webhook_url": _parse_url,
     "local_agent": _parse_bool,
     "tls_ca_file": _parse_path,
     "policy_backend": _parse_backend,

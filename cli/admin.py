@@ -30,7 +30,17 @@ from broker.store.models import Role, TokenScope, Workspace
 from broker.tlsbuffer import limit_tls_read_buffer
 from cli.local_agent import LocalAgent, loopback_url
 
-__all__ = ["audit_purge", "audit_verify", "check", "init", "migrate", "token", "up", "version"]
+__all__ = [
+    "audit_purge",
+    "audit_verify",
+    "check",
+    "init",
+    "migrate",
+    "token",
+    "up",
+    "version",
+    "workspace_named",
+]
 
 
 def _login_hint(settings: Settings, url: str, secret: str) -> str:
@@ -79,7 +89,7 @@ async def check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _workspace(rt: Runtime, name: str | None) -> Workspace:
+async def workspace_named(rt: Runtime, name: str | None) -> Workspace:
     """The named workspace, or the first one when no name is given."""
     if name is not None:
         found = await rt.services.workspaces.find(name)
@@ -95,7 +105,7 @@ async def _workspace(rt: Runtime, name: str | None) -> Workspace:
 async def token(args: argparse.Namespace) -> int:
     settings = load_settings()
     async with open_runtime(settings, migrate=False) as rt:
-        workspace = await _workspace(rt, args.workspace)
+        workspace = await workspace_named(rt, args.workspace)
         user = await rt.services.users.find_by_email(workspace.id, args.email)
         if user is None:
             raise NotFound("user", args.email)
@@ -114,7 +124,7 @@ async def audit_verify(args: argparse.Namespace) -> int:
         if args.workspace is None:
             workspaces = await rt.services.workspaces.list_all()
         else:
-            workspaces = [await _workspace(rt, args.workspace)]
+            workspaces = [await workspace_named(rt, args.workspace)]
         for workspace in workspaces:
             result = await rt.services.audit.verify(workspace.id)
             if result.ok:
@@ -132,7 +142,7 @@ async def audit_purge(args: argparse.Namespace) -> int:
         if args.workspace is None:
             workspaces = await rt.services.workspaces.list_all()
         else:
-            workspaces = [await _workspace(rt, args.workspace)]
+            workspaces = [await workspace_named(rt, args.workspace)]
         for workspace in workspaces:
             cutoff = rt.services.audit.clock() - timedelta(days=workspace.audit_retention_days)
             removed = await rt.services.audit.purge(workspace.id, before=cutoff)
@@ -151,7 +161,7 @@ async def recordings_purge(args: argparse.Namespace) -> int:
         if args.workspace is None:
             results = await retention.purge_all()
         else:
-            results = [await retention.purge((await _workspace(rt, args.workspace)).id)]
+            results = [await retention.purge((await workspace_named(rt, args.workspace)).id)]
         names = {w.id: w.name for w in await rt.services.workspaces.list_all()}
         for result in results:
             print(

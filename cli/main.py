@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from broker.errors import CorralError
 from cli import admin, websh
 from cli.policy import add_policy_commands
+from cli.users import add_user_commands
 
 __all__ = ["main"]
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--workspace", default=None, help="only this workspace (name)")
     purge.set_defaults(run=admin.audit_purge)
 
+    add_user_commands(commands)
     shell = commands.add_parser(
         "websh", help="open a terminal on a server through the broker (token: CORRAL_TOKEN)"
     )

@@ -41,9 +41,13 @@ class NoStepUp:
         return False
 
 
-MfaAge = Callable[[], float | None]
+MfaAge = Callable[[], Awaitable[float | None]]
 #: The (level, grant id) this person has on this server right now.
 Grant = Callable[[], Awaitable[tuple[AccessLevel, str]]]
+
+
+async def _never() -> float | None:
+    return None
 
 
 class BrokerVerdicts:
@@ -60,7 +64,7 @@ class BrokerVerdicts:
         grant: Grant,
         step_up: StepUp,
         approvals: ApprovalWaiter,
-        mfa_age: MfaAge = lambda: None,
+        mfa_age: MfaAge | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
@@ -73,7 +77,7 @@ class BrokerVerdicts:
         self.grant = grant
         self._step_up = step_up
         self._approvals = approvals
-        self._mfa_age = mfa_age
+        self._mfa_age = mfa_age or _never
         self._clock = clock
         self._stepped_up_at: float | None = None
         self._subject: Subject | None = None
@@ -85,16 +89,17 @@ class BrokerVerdicts:
             self._server = await server_of(self.services, self.workspace_id, self.server)
         return self._subject, self._server
 
-    def mfa_age(self) -> float | None:
-        """Seconds since the last MFA: the login's, or a step-up done in this session."""
-        ages = [a for a in (self._mfa_age(),) if a is not None]
+    async def mfa_age(self) -> float | None:
+        """Seconds since the last MFA: the person's (identity's record), or a step-up done
+        in this session."""
+        ages = [a for a in (await self._mfa_age(),) if a is not None]
         if self._stepped_up_at is not None:
             ages.append(self._clock() - self._stepped_up_at)
         return min(ages) if ages else None
 
     async def decide(self, line: str) -> Decision:
         subject, server = await self._values()
-        subject = dataclasses.replace(subject, mfa_age_seconds=self.mfa_age())
+        subject = dataclasses.replace(subject, mfa_age_seconds=await self.mfa_age())
         request = CommandRequest(
             subject, server, line, unix_user=self.unix_user, grant=await self.grant()
         )

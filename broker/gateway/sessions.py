@@ -37,6 +37,7 @@ from broker.gateway.recorder import AsciicastRecorder
 from broker.gateway.session import Client, LiveSession
 from broker.gateway.shares import Share, ShareBook, ShareRefused
 from broker.gateway.tickets import TicketBook, TicketRefused
+from broker.policy.mfa import MfaAges, NoMfa
 from broker.policy.runtime import default_policy
 from broker.services import Services
 from broker.store.models import AccessLevel, Role, Server, User
@@ -87,12 +88,12 @@ class GatewaySessions:
         clock: Callable[[], float] = time.monotonic,
         step_up: StepUp | None = None,
         approvals: ApprovalWaiter | None = None,
-        mfa_age: Callable[[str, str], float | None] | None = None,
+        mfa: MfaAges | None = None,
         enforce: bool = True,
     ) -> None:
         """``policy`` returns the engine in force (default: the repo's policies.polar,
-        compiled); ``mfa_age(user_id, credential_id)`` the seconds since that login's last
-        MFA; ``enforce=False`` turns the per-command gate off."""
+        compiled); ``mfa`` says how long ago a person last passed MFA (identity's step-up
+        service; none: never); ``enforce=False`` turns the per-command gate off."""
         self.services = services
         self.hub = hub
         self.recordings_dir = recordings_dir
@@ -109,7 +110,7 @@ class GatewaySessions:
         self.live: dict[str, LiveSession] = {}
         self.step_up: StepUp = step_up or NoStepUp()
         self.approvals: ApprovalWaiter = approvals or ApprovalDesk(services)
-        self.mfa_age = mfa_age or (lambda user_id, credential_id: None)
+        self.mfa: MfaAges = mfa or NoMfa()
 
     # -------------------------------------------------------------------- open
 
@@ -197,7 +198,7 @@ class GatewaySessions:
                     grant=self._grant_of(workspace_id, user, server, level),
                     step_up=self.step_up,
                     approvals=self.approvals,
-                    mfa_age=lambda: self.mfa_age(user.id, actor.credential_id),
+                    mfa_age=lambda: self.mfa.mfa_age(workspace_id, user.id),
                 ),
                 cols=cols,
             )

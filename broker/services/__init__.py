@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.audit import AuditLog
+from broker.services.accounts import AccountService
 from broker.services.approvals import ApprovalService
 from broker.services.base import Clock, Service
+from broker.services.browser import BrowserSessionService
 from broker.services.credentials import AgentService, TokenService
 from broker.services.directory import GroupService, UserService
+from broker.services.factors import FactorService
 from broker.services.grants import GrantService
 from broker.services.inventory import ServerGroupService, ServerService
 from broker.services.sessions import RecordingService, SessionService
@@ -23,8 +26,11 @@ from broker.store.models import utcnow
 
 __all__ = [
     "TENANT_SERVICES",
+    "AccountService",
     "AgentService",
     "ApprovalService",
+    "BrowserSessionService",
+    "FactorService",
     "GrantService",
     "GroupService",
     "RecordingService",
@@ -49,6 +55,9 @@ TENANT_SERVICES: tuple[type[Service], ...] = (
     TokenService,
     AgentService,
     WorkspaceService,
+    AccountService,
+    BrowserSessionService,
+    FactorService,
 )
 
 
@@ -69,6 +78,9 @@ class Services:
     approvals: ApprovalService
     tokens: TokenService
     agents: AgentService
+    accounts: AccountService
+    browser_sessions: BrowserSessionService
+    factors: FactorService
 
     @classmethod
     def build(cls, db: Database, audit: AuditLog, *, clock: Clock = utcnow) -> Services:
@@ -86,4 +98,7 @@ class Services:
             approvals=ApprovalService(db, audit, clock=clock),
             tokens=TokenService(db, audit, clock=clock),
             agents=AgentService(db, audit, clock=clock),
+            accounts=AccountService(db, audit, clock=clock),
+            browser_sessions=BrowserSessionService(db, audit, clock=clock),
+            factors=FactorService(db, audit, clock=clock),
         )

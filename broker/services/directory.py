@@ -12,13 +12,13 @@ from broker.errors import InvalidInput
 from broker.services.base import Service, fetch, scoped, unique
 from broker.store.models import GroupMembership, Role, User, UserGroup
 
-__all__ = ["GroupService", "UserService"]
+__all__ = ["GroupService", "UserService", "normalise_email"]
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def _email(value: str) -> str:
+def normalise_email(value: str) -> str:
     value = value.strip().lower()
     if not EMAIL.match(value):
         raise InvalidInput(f"not an email address: {value[:80]!r}")
@@ -46,7 +46,7 @@ class UserService(Service):
         async with self.db.transaction() as s:
             user = User(
                 workspace_id=workspace_id,
-                email=_email(email),
+                email=normalise_email(email),
                 role=Role(role),
                 display_name=display_name,
                 password_hash=password_hash,

@@ -27,8 +27,16 @@ __all__ = [
     "ApprovalStatus",
     "AuditCheckpoint",
     "AuditEvent",
+    "BrowserSession",
+    "BrowserSessionState",
+    "FactorKind",
     "GroupMembership",
+    "Invitation",
+    "LoginState",
+    "MfaChallenge",
+    "MfaFactor",
     "Recording",
+    "RecoveryCode",
     "RegistrationToken",
     "Role",
     "Server",
@@ -350,3 +358,118 @@ class AuditCheckpoint(SQLModel, table=True):
     purged_count: int
     created_at: datetime = _created()
     signature: str = Field(max_length=64)
+
+
+# --- identity (migration 0002) ---------------------------------------------------------
+
+
+class BrowserSessionState(enum.StrEnum):
+    """A password alone never yields ``active`` when the user has (or must have) MFA."""
+
+    MFA_PENDING = "mfa-pending"
+    ENROL = "enrol"
+    ACTIVE = "active"
+
+
+class FactorKind(enum.StrEnum):
+    TOTP = "totp"
+    WEBAUTHN = "webauthn"
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class LoginState(SQLModel, table=True):
+    """Per-user login bookkeeping kept apart from the user row: lockout and last MFA."""
+
+    user_id: str = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    workspace_id: str = _workspace()
+    failed_logins: int = 0
+    locked_until: datetime | None = _when()
+    password_changed_at: datetime | None = _when()
+    last_mfa_at: datetime | None = _when()
+    last_mfa_method: str = Field(default="", max_length=16)
+
+
+class BrowserSession(SQLModel, table=True):
+    """A cookie login: only the SHA-256 of its secret is kept; revocable, two expiries."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    secret_hash: str = Field(max_length=64)
+    state: BrowserSessionState = _enum(BrowserSessionState)
+    created_at: datetime = _created()
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    mfa_at: datetime | None = _when()
+    mfa_method: str = Field(default="", max_length=16)
+    revoked_at: datetime | None = _when()
+    source: str = Field(default="", max_length=100)
+    user_agent: str = Field(default="", max_length=200)
+
+
+class MfaFactor(SQLModel, table=True):
+    """One enrolled second factor. TOTP secrets are stored encrypted with a key derived
+    from the broker key; WebAuthn keeps the public key and signature counter only."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    kind: FactorKind = _enum(FactorKind)
+    label: str = Field(default="", max_length=100)
+    secret_box: str = ""  # TOTP: AES-GCM ciphertext (base64), never the secret itself
+    destination: str = Field(default="", max_length=320)  # email address or phone number
+    last_step: int = 0  # TOTP: highest time step accepted (replay refusal)
+    credential_id: str | None = Field(default=None, max_length=1400, unique=True)
+    public_key: str = ""  # WebAuthn: COSE public key, base64url
+    sign_count: int = 0
+    transports: list[str] = _json_list()
+    attachment: str = Field(default="", max_length=32)
+    aaguid: str = Field(default="", max_length=36)
+    user_verified: bool = False
+    confirmed_at: datetime | None = _when()
+    created_at: datetime = _created()
+    last_used_at: datetime | None = _when()
+
+
+class RecoveryCode(SQLModel, table=True):
+    """A single-use recovery code: an HMAC of it (keyed by the broker key), never the code."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    code_hash: str = Field(max_length=64)
+    created_at: datetime = _created()
+    used_at: datetime | None = _when()
+
+
+class MfaChallenge(SQLModel, table=True):
+    """A pending ceremony: an emailed/SMS code (hashed) or a WebAuthn challenge.
+
+    Bounded by ``expires_at`` and ``attempts``; consumed once (``used_at``)."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    factor_id: str | None = Field(default=None, foreign_key="mfafactor.id", ondelete="CASCADE")
+    purpose: str = Field(max_length=64)
+    secret_hash: str = Field(default="", max_length=64)
+    challenge: str = Field(default="", max_length=200)
+    attempts: int = 0
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _when()
+
+
+class Invitation(SQLModel, table=True):
+    """Sign-up for a local account: single use, short-lived, SHA-256 of the secret only."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    email: str = Field(max_length=320)
+    role: Role = _enum(Role, Role.USER)
+    secret_hash: str = Field(max_length=64)
+    created_by: str | None = None
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _when()

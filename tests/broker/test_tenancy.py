@@ -17,7 +17,13 @@ import pytest
 from broker.audit import Actor
 from broker.errors import AuthenticationFailed, NotFound
 from broker.services import TENANT_SERVICES, Services
-from broker.store.models import AccessLevel, Role, TokenScope
+from broker.store.models import (
+    AccessLevel,
+    BrowserSessionState,
+    FactorKind,
+    Role,
+    TokenScope,
+)
 
 ACTOR = Actor("user", "someone")
 
@@ -37,6 +43,11 @@ class World:
     token_secret: str
     credential: str
     agent_secret: str
+    factor: str
+    browser: str
+    browser_secret: str
+    challenge: str
+    invitation: str
 
 
 async def build_world(sv: Services, name: str) -> World:
@@ -65,6 +76,18 @@ async def build_world(sv: Services, name: str) -> World:
     )
     _, reg_secret = await sv.agents.create_registration_token(ws)
     _, credential, agent_secret = await sv.agents.register(reg_secret, name="db-1")
+    factor = await sv.factors.add(
+        ws, user, FactorKind.WEBAUTHN, confirmed=True, credential_id=f"cred-{name}", public_key="k"
+    )
+    browser, browser_secret = await sv.browser_sessions.create(
+        ws, user, state=BrowserSessionState.ACTIVE, lifetime_seconds=3600
+    )
+    challenge = await sv.factors.open_challenge(
+        ws, user, purpose="code:x", ttl_seconds=300, factor_id=factor.id, secret_hash="h"
+    )
+    await sv.factors.replace_recovery_codes(ws, user, ["r1", "r2"], actor=ACTOR)
+    await sv.accounts.record_mfa(ws, user, "totp")
+    invitation, _ = await sv.accounts.invite(ws, f"carol@{name}.test")
     return World(
         ws,
         user,
@@ -79,6 +102,11 @@ async def build_world(sv: Services, name: str) -> World:
         token_secret,
         credential.id,
         agent_secret,
+        factor.id,
+        browser.id,
+        browser_secret,
+        challenge.id,
+        invitation.id,
     )
 
 
@@ -174,6 +202,59 @@ CASES: dict[str, Case] = {
     "WorkspaceService.update_settings": lambda s, a, b: s.workspaces.update_settings(
         b.ws, actor=ACTOR, mfa_required=True
     ),
+    "AccountService.login_state": lambda s, a, b: s.accounts.login_state(b.ws, a.user),
+    "AccountService.record_failure": lambda s, a, b: s.accounts.record_failure(
+        b.ws, a.user, reason="x", max_failures=1, lock_seconds=60
+    ),
+    "AccountService.record_password_ok": lambda s, a, b: s.accounts.record_password_ok(
+        b.ws, a.user, rehash="h"
+    ),
+    "AccountService.set_password": lambda s, a, b: s.accounts.set_password(
+        b.ws, a.user, "h", actor=ACTOR
+    ),
+    "AccountService.record_mfa": lambda s, a, b: s.accounts.record_mfa(b.ws, a.user, "sms"),
+    "AccountService.invite": lambda s, a, b: s.accounts.invite(b.ws, "alice@a.test"),
+    "BrowserSessionService.create": lambda s, a, b: s.browser_sessions.create(
+        b.ws, a.user, state=BrowserSessionState.ACTIVE, lifetime_seconds=60
+    ),
+    "BrowserSessionService.get": lambda s, a, b: s.browser_sessions.get(b.ws, a.browser),
+    "BrowserSessionService.promote": lambda s, a, b: s.browser_sessions.promote(
+        b.ws, a.browser, state=BrowserSessionState.ACTIVE, mfa_method="totp"
+    ),
+    "BrowserSessionService.list": lambda s, a, b: s.browser_sessions.list(b.ws, user_id=a.user),
+    "BrowserSessionService.revoke": lambda s, a, b: s.browser_sessions.revoke(
+        b.ws, a.browser, actor=ACTOR
+    ),
+    "BrowserSessionService.revoke_all": lambda s, a, b: s.browser_sessions.revoke_all(
+        b.ws, a.user, actor=ACTOR, reason="x"
+    ),
+    "FactorService.add": lambda s, a, b: s.factors.add(b.ws, a.user, FactorKind.TOTP),
+    "FactorService.confirm": lambda s, a, b: s.factors.confirm(b.ws, a.factor, actor=ACTOR),
+    "FactorService.get": lambda s, a, b: s.factors.get(b.ws, a.factor),
+    "FactorService.list": lambda s, a, b: s.factors.list(b.ws, a.user, confirmed_only=False),
+    "FactorService.find_credential": lambda s, a, b: s.factors.find_credential(b.ws, "cred-a"),
+    "FactorService.remove": lambda s, a, b: s.factors.remove(b.ws, a.factor, actor=ACTOR),
+    "FactorService.remove_all": lambda s, a, b: s.factors.remove_all(b.ws, a.user, actor=ACTOR),
+    "FactorService.use_totp_step": lambda s, a, b: s.factors.use_totp_step(b.ws, a.factor, 10**9),
+    "FactorService.use_webauthn": lambda s, a, b: s.factors.use_webauthn(b.ws, a.factor, 99),
+    "FactorService.replace_recovery_codes": lambda s, a, b: s.factors.replace_recovery_codes(
+        b.ws, a.user, ["x"], actor=ACTOR
+    ),
+    "FactorService.use_recovery_code": lambda s, a, b: s.factors.use_recovery_code(
+        b.ws, a.user, "r1"
+    ),
+    "FactorService.recovery_codes_left": lambda s, a, b: s.factors.recovery_codes_left(
+        b.ws, a.user
+    ),
+    "FactorService.open_challenge": lambda s, a, b: s.factors.open_challenge(
+        b.ws, a.user, purpose="code:x", ttl_seconds=60
+    ),
+    "FactorService.current_challenge": lambda s, a, b: s.factors.current_challenge(
+        b.ws, a.user, "code:x"
+    ),
+    "FactorService.attempt_challenge": lambda s, a, b: s.factors.attempt_challenge(
+        b.ws, a.challenge, matched=True, max_attempts=5
+    ),
 }
 
 # Methods that take no workspace because they *derive* it from a credential or are the
@@ -185,6 +266,8 @@ DERIVED = {
     "TokenService.authenticate",
     "AgentService.register",
     "AgentService.authenticate",
+    "BrowserSessionService.authenticate",
+    "AccountService.accept_invitation",
 }
 
 
@@ -210,7 +293,8 @@ def test_scoped_methods_take_the_workspace_first() -> None:
 
 
 def _ids(world: World) -> set[str]:
-    return {v for k, v in vars(world).items() if k not in ("ws", "token_secret", "agent_secret")}
+    secrets = ("ws", "token_secret", "agent_secret", "browser_secret")
+    return {v for k, v in vars(world).items() if k not in secrets}
 
 
 def _leaked(result: Any, a: World) -> set[str]:
@@ -238,6 +322,13 @@ async def _snapshot(sv: Services, a: World) -> dict[str, Any]:
         "approval": (await sv.approvals.get(a.ws, a.approval)).model_dump(),
         "tokens": [t.model_dump() for t in await sv.tokens.list(a.ws)],
         "credentials": [c.model_dump() for c in await sv.agents.credentials(a.ws, a.server)],
+        "login_state": (await sv.accounts.login_state(a.ws, a.user)).model_dump(),
+        "factors": [
+            f.model_dump() for f in await sv.factors.list(a.ws, a.user, confirmed_only=False)
+        ],
+        "recovery_left": await sv.factors.recovery_codes_left(a.ws, a.user),
+        "challenge": (await sv.factors.current_challenge(a.ws, a.user, "code:x")),
+        "browser": (await sv.browser_sessions.get(a.ws, a.browser)).model_dump(),
         "workspace": (await sv.workspaces.get(a.ws)).model_dump(
             exclude={"audit_head_seq", "audit_head_hash"}
         ),
@@ -270,6 +361,12 @@ async def test_derived_workspace_methods_stay_inside(services: Services) -> None
     assert registered.id != (await services.servers.find_by_name(a.ws, "db-1")).id  # type: ignore[union-attr]
     assert (await services.workspaces.find("a")).id == a.ws  # type: ignore[union-attr]
     assert {w.id for w in await services.workspaces.list_all()} == {a.ws, b.ws}
+    row, user = await services.browser_sessions.authenticate(b.browser_secret, idle_seconds=600)
+    assert row.workspace_id == user.workspace_id == b.ws and row.id == b.browser
+    _, invite = await services.accounts.invite(b.ws, "dave@b.test")
+    joined = await services.accounts.accept_invitation(invite, password_hash="h")
+    assert joined.workspace_id == b.ws
+    assert await services.users.find_by_email(a.ws, "dave@b.test") is None
     with pytest.raises(AuthenticationFailed):
         last = a.token_secret[-1]
         await services.tokens.authenticate(a.token_secret[:-1] + ("1" if last == "0" else "0"))

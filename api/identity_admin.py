@@ -1,0 +1,125 @@
+"""Identity administration: a person's own browser sessions (list, revoke), the workspace's
+MFA rules, and a superuser's MFA reset for someone who lost every factor.
+
+Revoking another person's session or resetting their MFA needs a staff or superuser
+(respectively a superuser) acting with admin rights; a session of another user is
+reported as not found to everyone else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from api.auth import Principal, authenticate
+from api.bodies import json_object
+from api.problems import BadRequest, Forbidden, NotFoundProblem
+from api.state import services_of
+from broker.store.models import BrowserSession, Role, TokenScope
+
+__all__ = ["identity_admin_routes"]
+
+STAFF = (Role.STAFF, Role.SUPERUSER)
+
+
+def _is_admin(principal: Principal, roles: tuple[Role, ...] = STAFF) -> bool:
+    return principal.scope is TokenScope.ADMIN and principal.user.role in roles
+
+
+def session_view(row: BrowserSession, current: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "state": str(row.state),
+        "created_at": row.created_at.isoformat(),
+        "last_seen_at": row.last_seen_at.isoformat(),
+        "expires_at": row.expires_at.isoformat(),
+        "mfa_at": row.mfa_at.isoformat() if row.mfa_at else None,
+        "mfa_method": row.mfa_method or None,
+        "source": row.source,
+        "user_agent": row.user_agent,
+        "current": row.id == current,
+    }
+
+
+async def list_sessions(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    user_id = request.query_params.get("user_id", principal.user.id)
+    if user_id != principal.user.id and not _is_admin(principal):
+        raise Forbidden("listing another person's sessions needs staff or superuser rights")
+    rows = await services.browser_sessions.list(principal.workspace_id, user_id=user_id)
+    current = principal.credential_id
+    return JSONResponse({"sessions": [session_view(r, current) for r in rows]})
+
+
+async def revoke_session(request: Request) -> Response:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    session_id = request.path_params["session_id"]
+    row = await services.browser_sessions.get(principal.workspace_id, session_id)
+    own = row.user_id == principal.user.id
+    if not own and not _is_admin(principal):
+        raise NotFoundProblem(f"browsersession {session_id} not found")
+    await services.browser_sessions.revoke(
+        principal.workspace_id,
+        row.id,
+        actor=principal.actor,
+        reason="revoked by the user" if own else "revoked by an administrator",
+    )
+    return Response(status_code=204)
+
+
+async def security_settings(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    if request.method == "PATCH":
+        if not _is_admin(principal, (Role.SUPERUSER,)):
+            raise Forbidden("changing the workspace's MFA rules needs a superuser")
+        data = await json_object(request)
+        unknown = set(data) - {"mfa_required", "mfa_hardware_only"}
+        if unknown:
+            raise BadRequest(f"unknown settings: {', '.join(sorted(unknown))}")
+        for key, value in data.items():
+            if not isinstance(value, bool):
+                raise BadRequest(f"{key} must be true or false")
+        await services.workspaces.update_settings(
+            principal.workspace_id,
+            actor=principal.actor,
+            mfa_required=data.get("mfa_required"),
+            mfa_hardware_only=data.get("mfa_hardware_only"),
+        )
+    workspace = await services.workspaces.get(principal.workspace_id)
+    return JSONResponse(
+        {"mfa_required": workspace.mfa_required, "mfa_hardware_only": workspace.mfa_hardware_only}
+    )
+
+
+async def reset_mfa(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    if not _is_admin(principal, (Role.SUPERUSER,)):
+        raise Forbidden("resetting someone's MFA needs a superuser")
+    user_id = request.path_params["user_id"]
+    if user_id == principal.user.id:
+        raise Forbidden("a superuser cannot reset their own MFA; ask another superuser")
+    user = await services.users.get(principal.workspace_id, user_id)
+    removed = await services.factors.remove_all(
+        principal.workspace_id, user.id, actor=principal.actor
+    )
+    ended = await services.browser_sessions.revoke_all(
+        principal.workspace_id, user.id, actor=principal.actor, reason="mfa reset"
+    )
+    return JSONResponse({"factors_removed": removed, "sessions_revoked": ended})
+
+
+def identity_admin_routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/auth/sessions", list_sessions, methods=["GET"]),
+        Route("/api/v1/auth/sessions/{session_id:str}", revoke_session, methods=["DELETE"]),
+        Route("/api/v1/workspace/security", security_settings, methods=["GET", "PATCH"]),
+        Route("/api/v1/users/{user_id:str}/mfa/reset", reset_mfa, methods=["POST"]),
+    ]
