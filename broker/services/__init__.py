@@ -20,6 +20,7 @@ from broker.services.factors import FactorService
 from broker.services.grants import GrantService
 from broker.services.inventory import ServerGroupService, ServerService
 from broker.services.sessions import RecordingService, SessionService
+from broker.services.sso import SsoService
 from broker.services.workspaces import WorkspaceService
 from broker.store.db import Database
 from broker.store.models import utcnow
@@ -38,6 +39,7 @@ __all__ = [
     "ServerService",
     "Services",
     "SessionService",
+    "SsoService",
     "TokenService",
     "UserService",
     "WorkspaceService",
@@ -81,6 +83,7 @@ class Services:
     accounts: AccountService
     browser_sessions: BrowserSessionService
     factors: FactorService
+    sso: SsoService
 
     @classmethod
     def build(cls, db: Database, audit: AuditLog, *, clock: Clock = utcnow) -> Services:
@@ -101,4 +104,5 @@ class Services:
             accounts=AccountService(db, audit, clock=clock),
             browser_sessions=BrowserSessionService(db, audit, clock=clock),
             factors=FactorService(db, audit, clock=clock),
+            sso=SsoService(db, audit, clock=clock),
         )

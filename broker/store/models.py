@@ -44,6 +44,10 @@ __all__ = [
     "ServerGroupMembership",
     "ServerStatus",
     "SessionStatus",
+    "SsoLink",
+    "SsoProtocol",
+    "SsoProvider",
+    "SsoReplay",
     "TerminalSession",
     "TokenScope",
     "User",
@@ -473,3 +477,56 @@ class Invitation(SQLModel, table=True):
     created_at: datetime = _created()
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = _when()
+
+
+class SsoProtocol(enum.StrEnum):
+    OIDC = "oidc"
+    SAML = "saml"
+
+
+class SsoProvider(SQLModel, table=True):
+    """A workspace's identity provider: OIDC (generic, or the Google preset) or SAML 2.0.
+
+    ``config`` holds the protocol settings that are not secret (issuer, client id, scopes,
+    the IdP's metadata XML, ...); a client secret lives only in ``secret_box``, encrypted
+    under the broker key. ``group_mapping`` maps an IdP group (a claim or attribute value)
+    to the name of a Corral group; people are put in and taken out of the mapped groups at
+    every login.
+    """
+
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = _workspace()
+    name: str = Field(max_length=100)
+    protocol: SsoProtocol = _enum(SsoProtocol)
+    preset: str = Field(default="", max_length=32)
+    enabled: bool = True
+    config: dict[str, Any] = _json_dict()
+    secret_box: str = ""
+    group_mapping: dict[str, str] = _json_dict()
+    default_role: Role = _enum(Role, Role.USER)
+    jit: bool = True
+    created_at: datetime = _created()
+    updated_at: datetime | None = _when()
+
+
+class SsoLink(SQLModel, table=True):
+    """A person's identity at a provider (its stable subject / NameID) and their user."""
+
+    provider_id: str = Field(foreign_key="ssoprovider.id", primary_key=True, ondelete="CASCADE")
+    subject: str = Field(primary_key=True, max_length=255)
+    workspace_id: str = _workspace()
+    user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    created_at: datetime = _created()
+    last_login_at: datetime | None = _when()
+
+
+class SsoReplay(SQLModel, table=True):
+    """One-time values already accepted (SAML assertion and response ids, OIDC states):
+    kept until they would have expired anyway, so a replay is refused even across restarts
+    and broker processes."""
+
+    provider_id: str = Field(foreign_key="ssoprovider.id", primary_key=True, ondelete="CASCADE")
+    key: str = Field(primary_key=True, max_length=255)
+    workspace_id: str = _workspace()
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
