@@ -17,7 +17,7 @@ from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed
 from broker.store.models import BrowserSession, BrowserSessionState, Role
 from idp.errors import RateLimited
-from idp.sessions import COOKIE, CSRF_COOKIE
+from idp.sessions import COOKIE, CSRF_COOKIE, set_session_cookies
 
 __all__ = ["identity_routes", "session_answer", "set_session_cookies", "text_field"]
 
@@ -30,16 +30,6 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = True, limit:
     if not isinstance(value, str) or (required and not value) or len(value) > limit:
         raise BadRequest(f"{name} must be a string of 1-{limit} characters")
     return value
-
-
-def set_session_cookies(response: Response, secret: str, csrf: str, max_age: int) -> None:
-    """The session cookie (HttpOnly) and the CSRF cookie (readable by the page's script)."""
-    response.set_cookie(
-        COOKIE, secret, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax"
-    )
-    response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=max_age, path="/", secure=True, httponly=False, samesite="lax"
-    )
 
 
 def clear_session_cookies(response: Response) -> None:

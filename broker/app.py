@@ -20,6 +20,7 @@ from api.routes import routes
 from api.servers import server_routes
 from api.sessions import session_routes
 from api.shares import share_routes
+from api.sso import sso_routes
 from broker.agents.hub import AgentHub
 from broker.audit import SYSTEM
 from broker.errors import CorralError
@@ -69,6 +70,7 @@ def create_app(
         finally:
             purge.cancel()
             await agent_hub.close_all()
+            await identity.oidc.aclose()
 
     app = Starlette(
         routes=[
@@ -82,6 +84,7 @@ def create_app(
             *server_routes(),
             *policy_routes(),
             *approval_routes(),
+            *sso_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,

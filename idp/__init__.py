@@ -6,6 +6,7 @@
     totp.py  recovery.py  codes.py  webauthn.py   the factors
     delivery.py    SMTP mail and SMS-webhook senders for codes
     stepup.py      the seam the terminal gate calls
+    sso_config.py  sso_oidc.py  sso_login.py   SSO provider settings, OIDC login, the shared finish
     secretbox.py   encryption at rest under the broker key
 
 It builds on ``broker.services`` (storage, audit) and never touches rows directly; it must
@@ -27,6 +28,7 @@ from idp.passwords import LocalLogin, Passwords
 from idp.recovery import RecoveryCodes
 from idp.secretbox import SecretBox
 from idp.sessions import BrowserLogins
+from idp.sso_oidc import OidcLogins
 from idp.stepup import StepUp
 from idp.totp import Totp
 from idp.webauthn import WebAuthn
@@ -46,6 +48,7 @@ class Identity:
     codes: OneTimeCodes
     webauthn: WebAuthn
     step_up: StepUp
+    oidc: OidcLogins
 
     @classmethod
     def build(
@@ -94,4 +97,6 @@ class Identity:
             absolute_seconds=settings.session_absolute_hours * 3600,
             public_url=settings.effective_public_url,
         )
-        return cls(login, browser, mfa, totp, recovery, codes, webauthn, StepUp(services, mfa))
+        oidc = OidcLogins(services, broker_key, public_url=settings.effective_public_url)
+        step_up = StepUp(services, mfa)
+        return cls(login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc)

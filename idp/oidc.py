@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,8 @@ class OidcConfig:
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     groups_claim: str = "groups"
     max_skew_seconds: int = 60
+    extra_authorize_params: tuple[tuple[str, str], ...] = ()
+    """Provider-specific hints for the authorization request (Google's ``hd``)."""
 
 
 @dataclass(frozen=True)
@@ -76,21 +79,44 @@ class OidcClient:
         *,
         http: httpx.AsyncClient,
         clock: Callable[[], datetime] = utcnow,
+        cache_seconds: float = 3600.0,
     ) -> None:
         self.config = config
         self.http = http
         self.clock = clock
-        self._metadata: dict[str, Any] | None = None
+        self.cache_seconds = cache_seconds
+        self._metadata: tuple[float, dict[str, Any]] | None = None
+        self._jwks: tuple[float, KeySet] | None = None
+
+    def _fresh(self, cached: tuple[float, Any] | None) -> bool:
+        return cached is not None and time.monotonic() - cached[0] < self.cache_seconds
 
     async def metadata(self) -> dict[str, Any]:
-        """The issuer's discovery document; its ``issuer`` must be ours exactly."""
-        if self._metadata is None:
+        """The issuer's discovery document (cached ``cache_seconds``); its ``issuer`` must
+        be ours exactly and it must name the endpoints the code flow needs."""
+        if self._metadata is None or not self._fresh(self._metadata):
             url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
             document = await self._get_json(url, "discovery")
             if document.get("issuer") != self.config.issuer:
                 raise AuthenticationFailed("OIDC discovery names another issuer")
-            self._metadata = document
-        return self._metadata
+            needed = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+            if not all(isinstance(document.get(k), str) for k in needed):
+                raise AuthenticationFailed("OIDC discovery lacks an endpoint")
+            self._metadata = (time.monotonic(), document)
+        return self._metadata[1]
+
+    async def _keys(self, *, refresh: bool = False) -> KeySet:
+        """The issuer's signing keys, cached like the discovery document; ``refresh``
+        re-reads them (a token signed by a key we have not seen: the issuer rotated)."""
+        if refresh or self._jwks is None or not self._fresh(self._jwks):
+            meta = await self.metadata()
+            document: Any = await self._get_json(meta["jwks_uri"], "JWKS")
+            try:
+                keys = KeySet.import_key_set(document)
+            except (JoseError, ValueError, KeyError, TypeError):
+                raise AuthenticationFailed("OIDC JWKS cannot be read") from None
+            self._jwks = (time.monotonic(), keys)
+        return self._jwks[1]
 
     async def begin(self) -> tuple[str, PendingLogin]:
         """The provider URL to send the browser to, and what to keep until the callback."""
@@ -110,6 +136,7 @@ class OidcClient:
                 "nonce": pending.nonce,
                 "code_challenge": _s256(pending.code_verifier),
                 "code_challenge_method": "S256",
+                **dict(self.config.extra_authorize_params),
             }
         )
         return f"{meta['authorization_endpoint']}?{query}", pending
@@ -153,16 +180,16 @@ class OidcClient:
         )
 
     async def _validate(self, id_token: str, nonce: str) -> dict[str, Any]:
-        meta = await self.metadata()
-        document: Any = await self._get_json(meta["jwks_uri"], "JWKS")
         try:
-            keys = KeySet.import_key_set(document)
-        except (JoseError, ValueError, KeyError, TypeError):
-            raise AuthenticationFailed("OIDC JWKS cannot be read") from None
-        try:
-            token = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
-        except (JoseError, ValueError) as exc:
-            raise AuthenticationFailed(f"OIDC ID token signature: {type(exc).__name__}") from None
+            token = jwt.decode(id_token, await self._keys(), algorithms=ALGORITHMS)
+        except (JoseError, ValueError):
+            # Maybe the issuer rotated its keys since we cached them: read them once more.
+            try:
+                token = jwt.decode(id_token, await self._keys(refresh=True), algorithms=ALGORITHMS)
+            except (JoseError, ValueError) as exc:
+                raise AuthenticationFailed(
+                    f"OIDC ID token signature: {type(exc).__name__}"
+                ) from None
         claims: dict[str, Any] = dict(token.claims)
         now = self.clock().timestamp()
         skew = self.config.max_skew_seconds

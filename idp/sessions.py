@@ -21,6 +21,8 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from starlette.responses import Response
+
 from broker.audit import Actor, Category
 from broker.services import Services
 from broker.store.models import BrowserSession, BrowserSessionState, User
@@ -35,6 +37,7 @@ __all__ = [
     "PENDING_SECONDS",
     "BrowserLogins",
     "LoginOutcome",
+    "set_session_cookies",
 ]
 
 COOKIE = "corral_session"
@@ -50,6 +53,16 @@ class LoginOutcome:
     secret: str
     user: User
     methods: list[str]  # what can complete MFA now (empty unless pending)
+
+
+def set_session_cookies(response: Response, secret: str, csrf: str, max_age: int) -> None:
+    """The session cookie (HttpOnly) and the CSRF cookie (readable by the page's script)."""
+    response.set_cookie(
+        COOKIE, secret, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax"
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf, max_age=max_age, path="/", secure=True, httponly=False, samesite="lax"
+    )
 
 
 def origin_of(url: str) -> str:
@@ -78,6 +91,18 @@ class BrowserLogins:
         self, workspace_id: str, email: str, password: str, *, source: str, user_agent: str
     ) -> LoginOutcome:
         user = await self.login.check(workspace_id, email, password, source=source)
+        return await self.start(user, method="password", source=source, user_agent=user_agent)
+
+    async def start(
+        self, user: User, *, method: str, source: str, user_agent: str, **details: str
+    ) -> LoginOutcome:
+        """A new browser session for a person whose first factor just checked out (a
+        password, or a verified SSO assertion: ``method`` says which, for the audit).
+
+        The state follows the workspace rules, whatever the first factor was: Corral's own
+        MFA is owed when the person has a factor that counts or the workspace requires one.
+        """
+        workspace_id = user.workspace_id
         workspace = await self.services.workspaces.get(workspace_id)
         methods = await self.mfa.methods(workspace_id, user.id)
         if methods:
@@ -99,10 +124,12 @@ class BrowserLogins:
         await self.services.audit.emit(
             workspace_id,
             Category.AUTHENTICATION,
-            "login.succeeded" if state is BrowserSessionState.ACTIVE else "login.password_ok",
+            "login.succeeded"
+            if state is BrowserSessionState.ACTIVE
+            else ("login.password_ok" if method == "password" else "login.sso_ok"),
             actor=_actor(row),
             target=user.id,
-            details={"state": str(state), "source": source, "method": "password"},
+            details={"state": str(state), "source": source, "method": method, **details},
         )
         return LoginOutcome(row, secret, user, methods)
 
@@ -134,6 +161,10 @@ class BrowserLogins:
                 details={"state": str(row.state), "method": method, "source": row.source},
             )
         return row, secret
+
+    def cookie_max_age(self, row: BrowserSession) -> int:
+        """Seconds the cookies should live: until the session's absolute expiry."""
+        return max(1, int((row.expires_at - self.services.accounts.clock()).total_seconds()))
 
     def csrf_token(self, secret: str) -> str:
         return hmac.new(self._csrf_key, secret.encode(), hashlib.sha256).hexdigest()

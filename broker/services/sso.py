@@ -154,6 +154,12 @@ class SsoService(Service):
         async with self.db.transaction() as s:
             return await fetch(s, SsoProvider, workspace_id, provider_id)
 
+    async def callback_provider(self, provider_id: str) -> SsoProvider | None:
+        """The provider a protocol callback is addressed to (its redirect URI / ACS URL
+        names the provider id); the workspace is the provider's own, like a credential's."""
+        async with self.db.transaction() as s:
+            return await s.get(SsoProvider, provider_id)
+
     async def providers(self, workspace_id: str) -> builtins.list[SsoProvider]:
         async with self.db.transaction() as s:
             rows = await s.exec(scoped(SsoProvider, workspace_id).order_by(col(SsoProvider.name)))

@@ -29,6 +29,7 @@ from broker.store.models import AuditEvent, Role
 from idp import Identity
 from idp.delivery import SmtpMailSender, WebhookSmsSender
 from tests.conftest import TEST_KEY, Clock
+from tests.idp.oidc_provider import Provider
 
 ORIGIN = "https://corral.test"
 PASSWORD = "Tr0ub4dor&3-horse-staple"
@@ -171,3 +172,14 @@ async def env(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
         yield Env(client, services, identity, clock, ws.id, user.id, email, box, sms_webhook, app)
+    await identity.oidc.aclose()  # the app's lifespan would; ASGITransport runs none
+
+
+@pytest.fixture
+async def oidc_provider() -> AsyncIterator[Provider]:
+    """A real OpenID provider (authlib's server) on 127.0.0.1 port 0."""
+    op = Provider()
+    server, task = await op.serve()
+    yield op
+    server.should_exit = True
+    await task

@@ -20,12 +20,8 @@ from tests.idp.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[Provider]:
-    op = Provider()
-    server, task = await op.serve()
-    yield op
-    server.should_exit = True
-    await task
+def provider(oidc_provider: Provider) -> Provider:
+    return oidc_provider
 
 
 @pytest.fixture
