@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from api.auth import authenticate, browser_session, client_source, identity_of
 from api.bodies import json_object
+from api.password_reset import forgot_password, reset_password
 from api.problems import BadRequest, Forbidden, Unauthorized
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
@@ -212,6 +213,8 @@ def identity_routes() -> list[BaseRoute]:
         Route("/api/v1/auth/logout", logout, methods=["POST"]),
         Route("/api/v1/auth/session", current_session, methods=["GET"]),
         Route("/api/v1/auth/password", change_password, methods=["POST"]),
+        Route("/api/v1/auth/password/forgot", forgot_password, methods=["POST"]),
+        Route("/api/v1/auth/password/reset", reset_password, methods=["POST"]),
         Route("/api/v1/auth/invitations", invite, methods=["POST"]),
         Route("/api/v1/auth/signup", signup, methods=["POST"]),
     ]

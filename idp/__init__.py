@@ -7,6 +7,7 @@
     delivery.py    SMTP mail and SMS-webhook senders for codes
     stepup.py      the seam the terminal gate calls
     sso_config.py  sso_oidc.py  sso_login.py   SSO provider settings, OIDC login, the shared finish
+    reset.py       password reset by an emailed single-use link
     secretbox.py   encryption at rest under the broker key
 
 It builds on ``broker.services`` (storage, audit) and never touches rows directly; it must
@@ -26,6 +27,7 @@ from idp.delivery import MailSender, SmsSender, SmtpMailSender, WebhookSmsSender
 from idp.mfa import Mfa
 from idp.passwords import LocalLogin, Passwords
 from idp.recovery import RecoveryCodes
+from idp.reset import PasswordReset
 from idp.secretbox import SecretBox
 from idp.sessions import BrowserLogins
 from idp.sso_oidc import OidcLogins
@@ -49,6 +51,7 @@ class Identity:
     webauthn: WebAuthn
     step_up: StepUp
     oidc: OidcLogins
+    reset: PasswordReset
 
     @classmethod
     def build(
@@ -99,4 +102,7 @@ class Identity:
         )
         oidc = OidcLogins(services, broker_key, public_url=settings.effective_public_url)
         step_up = StepUp(services, mfa)
-        return cls(login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc)
+        reset = PasswordReset(
+            services, login.passwords, mail=mail, public_url=settings.effective_public_url
+        )
+        return cls(login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc, reset)

@@ -19,6 +19,7 @@ from broker.services.directory import GroupService, UserService
 from broker.services.factors import FactorService
 from broker.services.grants import GrantService
 from broker.services.inventory import ServerGroupService, ServerService
+from broker.services.lifecycle import IdentityLifecycleService
 from broker.services.sessions import RecordingService, SessionService
 from broker.services.sso import SsoService
 from broker.services.workspaces import WorkspaceService
@@ -34,6 +35,7 @@ __all__ = [
     "FactorService",
     "GrantService",
     "GroupService",
+    "IdentityLifecycleService",
     "RecordingService",
     "ServerGroupService",
     "ServerService",
@@ -60,6 +62,8 @@ TENANT_SERVICES: tuple[type[Service], ...] = (
     AccountService,
     BrowserSessionService,
     FactorService,
+    SsoService,
+    IdentityLifecycleService,
 )
 
 
@@ -84,6 +88,7 @@ class Services:
     browser_sessions: BrowserSessionService
     factors: FactorService
     sso: SsoService
+    lifecycle: IdentityLifecycleService
 
     @classmethod
     def build(cls, db: Database, audit: AuditLog, *, clock: Clock = utcnow) -> Services:
@@ -105,4 +110,5 @@ class Services:
             browser_sessions=BrowserSessionService(db, audit, clock=clock),
             factors=FactorService(db, audit, clock=clock),
             sso=SsoService(db, audit, clock=clock),
+            lifecycle=IdentityLifecycleService(db, audit, clock=clock),
         )
