@@ -13,15 +13,22 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from broker.audit import Actor
 from broker.errors import AuthenticationFailed, NotFound
 from broker.services import TENANT_SERVICES, Services
+from broker.services.sso import SsoAssertion
 from broker.store.models import (
     AccessLevel,
+    BrowserSession,
     BrowserSessionState,
     FactorKind,
+    Invitation,
+    MfaChallenge,
     Role,
+    SsoProtocol,
+    SsoReplay,
     TokenScope,
 )
 
@@ -48,6 +55,7 @@ class World:
     browser_secret: str
     challenge: str
     invitation: str
+    provider: str
 
 
 async def build_world(sv: Services, name: str) -> World:
@@ -88,6 +96,11 @@ async def build_world(sv: Services, name: str) -> World:
     await sv.factors.replace_recovery_codes(ws, user, ["r1", "r2"], actor=ACTOR)
     await sv.accounts.record_mfa(ws, user, "totp")
     invitation, _ = await sv.accounts.invite(ws, f"carol@{name}.test")
+    provider = await sv.sso.create_provider(
+        ws, "okta", SsoProtocol.OIDC, config={"issuer": f"https://{name}.example"}
+    )
+    await sv.sso.claim_once(provider, "state-1", sv.sso.clock() + timedelta(minutes=5))
+    await sv.lifecycle.open_password_reset(ws, user)
     return World(
         ws,
         user,
@@ -107,6 +120,7 @@ async def build_world(sv: Services, name: str) -> World:
         browser_secret,
         challenge.id,
         invitation.id,
+        provider.id,
     )
 
 
@@ -255,6 +269,23 @@ CASES: dict[str, Case] = {
     "FactorService.attempt_challenge": lambda s, a, b: s.factors.attempt_challenge(
         b.ws, a.challenge, matched=True, max_attempts=5
     ),
+    "SsoService.create_provider": lambda s, a, b: s.sso.create_provider(
+        b.ws, "okta2", SsoProtocol.OIDC, config={}
+    ),
+    "SsoService.update_provider": lambda s, a, b: s.sso.update_provider(
+        b.ws, a.provider, actor=ACTOR, enabled=False
+    ),
+    "SsoService.delete_provider": lambda s, a, b: s.sso.delete_provider(
+        b.ws, a.provider, actor=ACTOR
+    ),
+    "SsoService.provider": lambda s, a, b: s.sso.provider(b.ws, a.provider),
+    "SsoService.providers": lambda s, a, b: s.sso.providers(b.ws),
+    "IdentityLifecycleService.open_password_reset": lambda s, a, b: s.lifecycle.open_password_reset(
+        b.ws, a.user
+    ),
+    "IdentityLifecycleService.purge_expired": lambda s, a, b: s.lifecycle.purge_expired(
+        b.ws, before=s.lifecycle.clock() + timedelta(days=3650), actor=ACTOR
+    ),
 }
 
 # Methods that take no workspace because they *derive* it from a credential or are the
@@ -268,6 +299,12 @@ DERIVED = {
     "AgentService.authenticate",
     "BrowserSessionService.authenticate",
     "AccountService.accept_invitation",
+    "SsoService.callback_provider",
+    "SsoService.claim_once",
+    "SsoService.refuse",
+    "SsoService.sign_in",
+    "IdentityLifecycleService.password_reset_user",
+    "IdentityLifecycleService.redeem_password_reset",
 }
 
 
@@ -309,6 +346,16 @@ def _leaked(result: Any, a: World) -> set[str]:
     return found
 
 
+async def _identity_rows(sv: Services, ws: str) -> dict[str, int]:
+    """How many purgeable identity rows a workspace has (the purge must not reach A's)."""
+    counts = {}
+    async with sv.db.transaction() as s:
+        for model in (MfaChallenge, BrowserSession, Invitation, SsoReplay):
+            rows = await s.exec(select(model).where(model.workspace_id == ws))  # type: ignore[attr-defined]
+            counts[model.__name__] = len(rows.all())
+    return counts
+
+
 async def _snapshot(sv: Services, a: World) -> dict[str, Any]:
     return {
         "user": (await sv.users.get(a.ws, a.user)).model_dump(),
@@ -329,6 +376,8 @@ async def _snapshot(sv: Services, a: World) -> dict[str, Any]:
         "recovery_left": await sv.factors.recovery_codes_left(a.ws, a.user),
         "challenge": (await sv.factors.current_challenge(a.ws, a.user, "code:x")),
         "browser": (await sv.browser_sessions.get(a.ws, a.browser)).model_dump(),
+        "providers": [p.model_dump() for p in await sv.sso.providers(a.ws)],
+        "identity_rows": await _identity_rows(sv, a.ws),
         "workspace": (await sv.workspaces.get(a.ws)).model_dump(
             exclude={"audit_head_seq", "audit_head_hash"}
         ),
@@ -370,3 +419,27 @@ async def test_derived_workspace_methods_stay_inside(services: Services) -> None
     with pytest.raises(AuthenticationFailed):
         last = a.token_secret[-1]
         await services.tokens.authenticate(a.token_secret[:-1] + ("1" if last == "0" else "0"))
+
+
+async def test_derived_sso_and_reset_methods_stay_inside(services: Services) -> None:
+    a = await build_world(services, "a")
+    b = await build_world(services, "b")
+    provider_b = await services.sso.callback_provider(b.provider)
+    assert provider_b is not None and provider_b.workspace_id == b.ws
+    until = services.sso.clock() + timedelta(minutes=5)
+    assert await services.sso.claim_once(provider_b, "state-1", until) is False  # b's own
+    provider_a = await services.sso.provider(a.ws, a.provider)
+    assert await services.sso.claim_once(provider_a, "state-2", until) is True
+    # The same subject and email as A's staff user: B gets its own person, A is untouched.
+    user = await services.sso.sign_in(provider_b, SsoAssertion("sub", "alice@a.test"))
+    assert user.workspace_id == b.ws and user.id != a.user
+    assert await services.users.find_by_email(a.ws, "alice@a.test") is not None
+    refused = await services.sso.refuse(provider_b, "test")
+    assert isinstance(refused, AuthenticationFailed)
+
+    secret = await services.lifecycle.open_password_reset(b.ws, b.user)
+    assert (await services.lifecycle.password_reset_user(secret)).id == b.user
+    changed = await services.lifecycle.redeem_password_reset(secret, password_hash="h")
+    assert changed.id == b.user and changed.workspace_id == b.ws
+    assert (await services.users.get(a.ws, a.user)).password_hash is None
+    assert len(await services.browser_sessions.list(a.ws, user_id=a.user)) == 1
