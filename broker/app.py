@@ -29,6 +29,7 @@ from broker.gateway.retention import RecordingRetention
 from broker.policy import MfaAges
 from broker.runtime import Runtime
 from idp import Identity
+from idp.purge import IdentityPurge
 from policies import ReloadResult
 
 __all__ = ["create_app"]
@@ -65,10 +66,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.policy.start_watching(runtime.settings.policy_watch_seconds)
         purge = asyncio.create_task(retention.run(), name="recording-retention")
+        identity_purge = asyncio.create_task(
+            IdentityPurge(runtime.services).run(), name="identity-purge"
+        )
         try:
             yield
         finally:
             purge.cancel()
+            identity_purge.cancel()
             await agent_hub.close_all()
             await identity.oidc.aclose()
 

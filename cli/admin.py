@@ -29,11 +29,13 @@ from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
 from broker.tlsbuffer import limit_tls_read_buffer
 from cli.local_agent import LocalAgent, loopback_url
+from idp.purge import IdentityPurge
 
 __all__ = [
     "audit_purge",
     "audit_verify",
     "check",
+    "identity_purge",
     "init",
     "migrate",
     "token",
@@ -169,6 +171,21 @@ async def recordings_purge(args: argparse.Namespace) -> int:
                 f"{result.removed} recordings ({result.bytes} bytes) older than "
                 f"{result.retention_days} days"
             )
+    return 0
+
+
+async def identity_purge(args: argparse.Namespace) -> int:
+    """Remove expired identity rows now (the broker also does it hourly); audited."""
+    settings = load_settings()
+    async with open_runtime(settings, migrate=False) as rt:
+        results = await IdentityPurge(rt.services).purge_all(workspace_name=args.workspace)
+    for result in results:
+        c = result.counts
+        print(
+            f"{result.workspace_name}: removed {c.total} expired identity rows "
+            f"({c.challenges} challenges, {c.browser_sessions} browser sessions, "
+            f"{c.invitations} invitations, {c.sso_replay} SSO replay entries)"
+        )
     return 0
 
 

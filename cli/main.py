@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument("--ca-file", default=None, help="CA bundle that signs the broker's cert")
     shell.set_defaults(run=websh.websh)
 
+    identity = commands.add_parser("identity", help="identity housekeeping")
+    identity_commands = identity.add_subparsers(
+        dest="identity_command", metavar="ACTION", required=True
+    )
+    identity_purge = identity_commands.add_parser(
+        "purge",
+        help="remove expired sessions, challenges, reset links, invitations (audited)",
+    )
+    identity_purge.add_argument("--workspace", default=None, help="only this workspace (name)")
+    identity_purge.set_defaults(run=admin.identity_purge)
+
     recordings = commands.add_parser("recordings", help="session recordings")
     recording_commands = recordings.add_subparsers(
         dest="recordings_command", metavar="ACTION", required=True

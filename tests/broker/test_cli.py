@@ -7,6 +7,7 @@ must leave the disk and the database as it found them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -562,3 +563,34 @@ def test_recordings_purge_reports_per_workspace(copy_of_initialised: Path) -> No
         [(copy_of_initialised, ["recordings", "purge", "--workspace", "nope"], {})]
     )
     assert unknown.code == 1 and unknown.err.startswith("corral: error: ")
+
+
+def test_identity_purge_removes_expired_rows_and_audits(copy_of_initialised: Path) -> None:
+    cwd = copy_of_initialised
+    conn = sqlite3.connect(cwd / ".corral" / "corral.db")
+    (workspace_id,) = conn.execute("SELECT id FROM workspace").fetchone()
+    for ident, expires in (("a" * 32, "2020-01-01 00:00:00.000000"), ("b" * 32, "2999-01-01")):
+        conn.execute(
+            "INSERT INTO invitation (id, workspace_id, email, role, secret_hash, created_at,"
+            " expires_at) VALUES (?, ?, ?, 'user', 'h', '2020-01-01 00:00:00.000000', ?)",
+            (ident, workspace_id, f"{ident[0]}@example.test", expires),
+        )
+    conn.commit()
+    conn.close()
+    purge, again, unknown = corral_each([(cwd, ["identity", "purge"], {})]) + corral_each(
+        [(cwd, ["identity", "purge"], {}), (cwd, ["identity", "purge", "--workspace", "x"], {})]
+    )
+    assert purge.code == 0, purge
+    assert purge.out.strip() == (
+        "default: removed 1 expired identity rows (0 challenges, 0 browser sessions, "
+        "1 invitations, 0 SSO replay entries)"
+    )
+    assert again.out.strip().startswith("default: removed 0 expired identity rows")
+    assert_one_error(unknown, "workspace x not found")
+    conn = sqlite3.connect(cwd / ".corral" / "corral.db")
+    left = [r[0] for r in conn.execute("SELECT id FROM invitation")]
+    purged = conn.execute("SELECT details FROM auditevent WHERE action = 'identity.purged'")
+    events = [json.loads(r[0]) for r in purged]
+    conn.close()
+    assert left == ["b" * 32]
+    assert len(events) == 1 and events[0]["invitations"] == 1
