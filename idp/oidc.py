@@ -87,6 +87,7 @@ class OidcClient:
         self.cache_seconds = cache_seconds
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._jwks: tuple[float, KeySet] | None = None
+        self.min_refresh_seconds = 60.0
 
     def _fresh(self, cached: tuple[float, Any] | None) -> bool:
         return cached is not None and time.monotonic() - cached[0] < self.cache_seconds
@@ -107,8 +108,12 @@ class OidcClient:
 
     async def _keys(self, *, refresh: bool = False) -> KeySet:
         """The issuer's signing keys, cached like the discovery document; ``refresh``
-        re-reads them (a token signed by a key we have not seen: the issuer rotated)."""
-        if refresh or self._jwks is None or not self._fresh(self._jwks):
+        re-reads them (a token signed by a key we have not seen: the issuer rotated), at
+        most once a minute, so bad tokens cannot make us hammer the issuer."""
+        recent = self._jwks is not None and (
+            time.monotonic() - self._jwks[0] < self.min_refresh_seconds
+        )
+        if (refresh and not recent) or self._jwks is None or not self._fresh(self._jwks):
             meta = await self.metadata()
             document: Any = await self._get_json(meta["jwks_uri"], "JWKS")
             try:

@@ -124,3 +124,21 @@ async def test_pkce_and_client_secret_enforced(provider: Provider, http: httpx.A
     url, pending = await bad_client.begin()
     with pytest.raises(AuthenticationFailed, match="invalid_client"):
         await bad_client.finish(pending, await follow(http, url))
+
+
+async def test_discovery_and_keys_are_cached_and_rotation_is_followed(
+    provider: Provider, http: httpx.AsyncClient
+) -> None:
+    rp = relying_party(provider, http)
+    url, pending = await rp.begin()
+    await rp.finish(pending, await follow(http, url))
+    cached = await rp.metadata()
+    provider.key = RSAKey.generate_key(2048, {"kid": "k1"})  # the issuer rotates its key
+    url, pending = await rp.begin()
+    params = await follow(http, url)
+    with pytest.raises(AuthenticationFailed, match="signature"):  # refresh throttled
+        await rp.finish(pending, params)
+    rp.min_refresh_seconds = 0
+    url, pending = await rp.begin()
+    identity = await rp.finish(pending, await follow(http, url))  # re-read the JWKS once
+    assert identity.subject == "u-123" and await rp.metadata() is cached

@@ -419,3 +419,17 @@ async def test_only_superusers_configure(admin: Env) -> None:
         "/api/v1/sso/providers", json={"name": "n", "protocol": "oidc", "config": {}}
     )
     assert response.status_code == 403
+
+
+async def test_hosted_domain_is_sent_and_enforced(
+    admin: Env, oidc_provider: Provider, op_http: httpx.AsyncClient
+) -> None:
+    created = await add_provider(admin, oidc_provider, config={"hosted_domain": "corp.test"})
+    async with browser(admin) as client:
+        url = await start(client, created["login_url"])
+        assert dict(parse_qsl(urlsplit(url).query))["hd"] == "corp.test"
+        assert_generic_401(await client.get(await authorize(op_http, url)))
+    oidc_provider.user = {**oidc_provider.user, "hd": "corp.test"}
+    async with browser(admin) as client:
+        assert (await sso_login(admin, client, op_http, created["login_url"])).status_code == 303
+    assert await refusals(admin) == ["the account is not in the required hosted domain"]
