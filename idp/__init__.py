@@ -6,6 +6,7 @@
     totp.py  recovery.py  codes.py  webauthn.py   the factors
     delivery.py    SMTP mail and SMS-webhook senders for codes
     stepup.py      the seam the terminal gate calls
+    saml.py  saml_login.py   SAML 2.0 service provider (protocol core; pending request, replay)
     secretbox.py   encryption at rest under the broker key
 
 It builds on ``broker.services`` (storage, audit) and never touches rows directly; it must
@@ -25,6 +26,7 @@ from idp.delivery import MailSender, SmsSender, SmtpMailSender, WebhookSmsSender
 from idp.mfa import Mfa
 from idp.passwords import LocalLogin, Passwords
 from idp.recovery import RecoveryCodes
+from idp.saml_login import SamlLogins
 from idp.secretbox import SecretBox
 from idp.sessions import BrowserLogins
 from idp.stepup import StepUp
@@ -46,6 +48,7 @@ class Identity:
     codes: OneTimeCodes
     webauthn: WebAuthn
     step_up: StepUp
+    saml: SamlLogins
 
     @classmethod
     def build(
@@ -94,4 +97,6 @@ class Identity:
             absolute_seconds=settings.session_absolute_hours * 3600,
             public_url=settings.effective_public_url,
         )
-        return cls(login, browser, mfa, totp, recovery, codes, webauthn, StepUp(services, mfa))
+        saml = SamlLogins(services, broker_key, public_url=settings.effective_public_url)
+        step_up = StepUp(services, mfa)
+        return cls(login, browser, mfa, totp, recovery, codes, webauthn, step_up, saml=saml)

@@ -159,6 +159,21 @@ class SsoService(Service):
             rows = await s.exec(scoped(SsoProvider, workspace_id).order_by(col(SsoProvider.name)))
             return list(rows)
 
+    async def provider_for_sign_in(
+        self, provider_id: str, protocol: SsoProtocol
+    ) -> SsoProvider | None:
+        """The enabled ``protocol`` provider ``provider_id``, in whichever workspace holds it.
+
+        Only for the unauthenticated protocol endpoints (SAML metadata/login/ACS, OIDC
+        login/callback): the IdP and the browser address them by provider id alone, so
+        there the provider id is the tenant key. Unknown, disabled and other-protocol ids
+        are all ``None`` (one 404)."""
+        async with self.db.transaction() as s:
+            row = await s.get(SsoProvider, provider_id[:64])
+        if row is None or not row.enabled or row.protocol != SsoProtocol(protocol):
+            return None
+        return row
+
     # -- one-time values --------------------------------------------------------------------
 
     async def claim_once(self, provider: SsoProvider, key: str, expires_at: datetime) -> bool:

@@ -1,0 +1,225 @@
+"""SAML 2.0 routes: our SP metadata, the redirect to the IdP, and the assertion consumer
+service the IdP's form posts to. All three are unauthenticated (the person is signing in);
+the provider id in the path selects the provider and so its workspace.
+
+A refused response is a 401 problem that names nothing internal; the reason is in the audit
+log (``sso.refused``). An accepted one becomes a browser session exactly like a password
+login (same states: Corral's own MFA still applies, see docs/identity.md) and a 303 to the
+page the login started from, which must be on this broker's own origin.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from api.auth import client_source, identity_of
+from api.identity import set_session_cookies
+from api.problems import BadRequest, NotFoundProblem, problem_response
+from api.spec import Model, operation, query_of
+from api.state import services_of
+from broker.audit import Actor, Category, Outcome
+from broker.errors import AuthenticationFailed
+from broker.store.models import BrowserSessionState, SsoProtocol, SsoProvider, User
+from idp.saml import MAX_RESPONSE_BYTES
+from idp.saml_login import PENDING_COOKIE, PENDING_PATH, PENDING_SECONDS
+from idp.sessions import PENDING_SECONDS as MFA_PENDING_SECONDS
+from idp.sessions import origin_of
+
+__all__ = ["finish_sso_login", "safe_return_to", "saml_routes"]
+
+METADATA_TYPE = "application/samlmetadata+xml"
+FORM_TYPE = "application/x-www-form-urlencoded"
+REFUSED = "single sign-on failed; start the sign-in again or ask an administrator"
+
+
+class SamlLoginQuery(Model):
+    return_to: str = Field(default="/", max_length=2048)
+    """Where to land after signing in: a path (or URL) on this broker."""
+    workspace: str | None = Field(default=None, min_length=1, max_length=100)
+    """If given, the provider must belong to this workspace (else 404)."""
+
+
+def safe_return_to(value: str, public_url: str) -> str:
+    """``value`` as a path on this broker, or :class:`BadRequest`: no open redirect."""
+    if any(ord(c) < 0x21 or c == "\\" for c in value):
+        raise BadRequest("return_to must be a path on this broker")
+    parts = urlsplit(value)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    if (parts.scheme or parts.netloc) and origin != origin_of(public_url):
+        raise BadRequest("return_to must be a path on this broker")
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//"):
+        raise BadRequest("return_to must be a path on this broker")
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+async def _provider(request: Request, workspace: str | None = None) -> SsoProvider:
+    services = services_of(request)
+    provider_id = request.path_params["provider_id"]
+    provider = await services.sso.provider_for_sign_in(provider_id, SsoProtocol.SAML)
+    if workspace is not None:
+        found = await services.workspaces.find(workspace)
+        if found is not None and (provider is None or provider.workspace_id != found.id):
+            await services.audit.emit(
+                found.id,
+                Category.AUTHORIZATION,
+                "api.not_found",
+                outcome=Outcome.DENIED,
+                target=provider_id[:64],
+                details={"kind": "sso provider", "source": client_source(request)},
+            )
+        if found is None or provider is None or provider.workspace_id != found.id:
+            raise NotFoundProblem("no such SAML identity provider")
+    if provider is None:
+        raise NotFoundProblem("no such SAML identity provider")
+    return provider
+
+
+@operation(
+    summary="SAML service-provider metadata (give its URL to the IdP)",
+    tag="sso",
+    authenticated=False,
+    media_type=METADATA_TYPE,
+    errors=(404,),
+)
+async def metadata(request: Request) -> Response:
+    provider = await _provider(request)
+    xml = identity_of(request).saml.sp(provider).metadata()
+    return Response(xml, media_type=METADATA_TYPE)
+
+
+@operation(
+    summary="Start a SAML sign-in: 302 to the IdP with an AuthnRequest",
+    tag="sso",
+    authenticated=False,
+    query=SamlLoginQuery,
+    status=302,
+    errors=(400, 401, 404),
+)
+async def login(request: Request) -> Response:
+    query = query_of(request, SamlLoginQuery)
+    provider = await _provider(request, query.workspace)
+    saml = identity_of(request).saml
+    return_to = safe_return_to(query.return_to, saml.public_url)
+    url, cookie = await saml.begin(provider, return_to, source=client_source(request))
+    response = RedirectResponse(url, status_code=302)
+    response.set_cookie(
+        PENDING_COOKIE,
+        cookie,
+        max_age=PENDING_SECONDS,
+        path=PENDING_PATH,
+        secure=True,
+        httponly=True,
+        samesite="none",  # the IdP's form post back to the ACS is cross-site
+    )
+    return response
+
+
+@operation(
+    summary="SAML assertion consumer service (the IdP's HTTP-POST binding)",
+    description=(
+        "Takes an application/x-www-form-urlencoded body with SAMLResponse and RelayState, "
+        "as the IdP's auto-submitting form sends it. Success sets the session cookies and "
+        "answers 303 to the return path given at login."
+    ),
+    tag="sso",
+    authenticated=False,
+    status=303,
+    errors=(401, 404),
+)
+async def acs(request: Request) -> Response:
+    provider = await _provider(request)
+    services, identity = services_of(request), identity_of(request)
+    source = client_source(request)
+    try:
+        form = await _form(request)
+        user, pending = await identity.saml.finish(
+            provider,
+            form.get("SAMLResponse", ""),
+            form.get("RelayState", ""),
+            request.cookies.get(PENDING_COOKIE, ""),
+            source=source,
+        )
+    except AuthenticationFailed:
+        response = problem_response(request, 401, "sso-refused", "Single sign-on refused", REFUSED)
+    except _BadForm as exc:
+        await services.sso.refuse(provider, str(exc), source=source)
+        response = problem_response(request, 401, "sso-refused", "Single sign-on refused", REFUSED)
+    else:
+        response = await finish_sso_login(request, user, pending.return_to, method="saml")
+    response.delete_cookie(PENDING_COOKIE, path=PENDING_PATH, secure=True, samesite="none")
+    return response
+
+
+class _BadForm(Exception):
+    pass
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The posted form, bounded; not via Starlette's multipart parser (one encoding only)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != FORM_TYPE:
+        raise _BadForm(f"ACS post is not {FORM_TYPE}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES + 8192:
+            raise _BadForm("ACS post too large")
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=20, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise _BadForm("ACS post is not a form") from None
+    return {key: values[0] for key, values in fields.items() if len(values) == 1}
+
+
+async def finish_sso_login(
+    request: Request, user: User, return_to: str, *, method: str
+) -> Response:
+    """An SSO-verified person gets a browser session in the same state a correct password
+    would give (the workspace's MFA rules still apply), and is sent back where they began.
+
+    Kept to this one function so it can give way to the shared SSO finish step."""
+    services, identity = services_of(request), identity_of(request)
+    workspace = await services.workspaces.get(user.workspace_id)
+    methods = await identity.mfa.methods(user.workspace_id, user.id)
+    if methods:
+        state = BrowserSessionState.MFA_PENDING
+    elif workspace.mfa_required or await services.factors.list(user.workspace_id, user.id):
+        state = BrowserSessionState.ENROL
+    else:
+        state = BrowserSessionState.ACTIVE
+    active = state is BrowserSessionState.ACTIVE
+    lifetime = identity.browser.absolute_seconds if active else MFA_PENDING_SECONDS
+    row, secret = await services.browser_sessions.create(
+        user.workspace_id,
+        user.id,
+        state=state,
+        lifetime_seconds=lifetime,
+        source=client_source(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    await services.audit.emit(
+        user.workspace_id,
+        Category.AUTHENTICATION,
+        "login.succeeded" if active else "login.sso_ok",
+        actor=Actor("user", user.id, row.id),
+        target=user.id,
+        details={"state": str(state), "source": row.source, "method": method},
+    )
+    response = RedirectResponse(return_to, status_code=303)
+    set_session_cookies(response, secret, identity.browser.csrf_token(secret), lifetime)
+    return response
+
+
+def saml_routes() -> list[BaseRoute]:
+    base = "/api/v1/sso/saml/{provider_id}"
+    return [
+        Route(f"{base}/metadata", metadata, methods=["GET"]),
+        Route(f"{base}/login", login, methods=["GET"]),
+        Route(f"{base}/acs", acs, methods=["POST"]),
+    ]
