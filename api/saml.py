@@ -106,7 +106,10 @@ async def login(request: Request) -> Response:
     provider = await _provider(request, query.workspace)
     saml = identity_of(request).saml
     return_to = safe_return_to(query.return_to, saml.public_url)
-    url, cookie = await saml.begin(provider, return_to, source=client_source(request))
+    try:
+        url, cookie = await saml.begin(provider, return_to, source=client_source(request))
+    except AuthenticationFailed:  # a misconfigured provider: the reason is in the audit
+        return _refused(request)
     response = RedirectResponse(url, status_code=302)
     response.set_cookie(
         PENDING_COOKIE,
@@ -158,6 +161,11 @@ async def acs(request: Request) -> Response:
 
 class _BadForm(Exception):
     pass
+
+
+def _refused(request: Request) -> Response:
+    """One answer for every refusal: what went wrong is for the audit log, not the caller."""
+    return problem_response(request, 401, "sso-refused", "Single sign-on refused", REFUSED)
 
 
 async def _form(request: Request) -> dict[str, str]:

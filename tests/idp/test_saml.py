@@ -20,10 +20,12 @@ import pytest
 from lxml import etree
 
 from broker.audit import SYSTEM
+from broker.errors import InvalidInput
 from broker.store.models import AuditEvent, SsoProtocol, SsoProvider
+from idp.saml import SamlConfig
 from idp.saml_login import PENDING_COOKIE, PENDING_PATH
 from tests.idp.conftest import Env
-from tests.idp.saml_idp import KeyPair, SamlIdp, encode, make_key_pair
+from tests.idp.saml_idp import ENTITY_ID, SSO_URL, KeyPair, SamlIdp, encode, make_key_pair
 
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -338,3 +340,57 @@ async def test_pending_cookie_is_cross_site_postable_but_locked_down(saml: Saml)
     assert own.status_code == 302
     raw = base64.urlsafe_b64decode(own.cookies[PENDING_COOKIE].split(".")[0] + "==")
     assert b'"/audit?x=1"' in raw
+
+
+async def test_idp_given_by_hand_instead_of_metadata(saml: Saml) -> None:
+    """Entity id, SSO URL and a PEM certificate work as well as the metadata XML."""
+    env = saml.env
+    provider = await env.services.sso.create_provider(
+        env.ws,
+        "by-hand",
+        SsoProtocol.SAML,
+        config={
+            "idp_entity_id": ENTITY_ID,
+            "idp_sso_url": SSO_URL,
+            "idp_x509_cert": saml.idp.keys.cert_pem,
+            "max_clock_skew_seconds": 30,
+        },
+    )
+    base = f"/api/v1/sso/saml/{provider.id}"
+    saml.idp.trust((await env.client.get(f"{base}/metadata")).text)
+    login = await env.client.get(f"{base}/login")
+    xml, relay_state = saml.idp.response_xml(login.headers["location"])
+    posted = await env.client.post(
+        f"{base}/acs", data={"SAMLResponse": encode(xml), "RelayState": relay_state}
+    )
+    assert posted.status_code == 303, posted.text
+
+
+async def test_misconfigured_provider_is_refused_and_audited(saml: Saml) -> None:
+    env = saml.env
+    await env.services.sso.update_provider(
+        env.ws, saml.provider.id, config={"idp_entity_id": ENTITY_ID}
+    )
+    response = await env.client.get(f"{saml.base}/login")
+    assert response.status_code == 401
+    assert "idp_" not in response.text
+    assert "provider misconfigured" in (await saml.reasons())[-1]
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({}, "needs idp_metadata_xml"),
+        ({"idp_metadata_xml": "<not-metadata"}, "not readable SAML metadata"),
+        ({"idp_metadata_xml": "<a/>"}, "must name the IdP"),
+        ({"idp_entity_id": "x", "idp_sso_url": "ftp://x", "idp_x509_cert": "AAAA"}, "http"),
+        ({"max_clock_skew_seconds": 301}, "0 to 300"),
+        ({"max_clock_skew_seconds": True}, "0 to 300"),
+        ({"want_messages_signed": "yes"}, "true or false"),
+        ({"email_attribute": 7}, "email_attribute must be a string"),
+        ({"surprise": 1}, "unknown SAML setting"),
+    ],
+)
+def test_config_is_checked(config: dict[str, Any], error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        SamlConfig.parse(config)
