@@ -6,7 +6,7 @@ pysaml2 signs with SHA-1) through Debian's ``xmlsec1``. It learns our SP from th
 the broker publishes, reads the AuthnRequest out of the broker's redirect exactly as an IdP
 would (HTTP-Redirect binding) and answers with a real signed ``<samlp:Response>`` for the
 HTTP-POST binding. Knobs let a test break one property: sign with another key, sign
-nothing, address another audience, or issue an already-expired assertion.
+nothing, address another audience or another ACS, or issue an already-expired assertion.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class SamlIdp:
         sign_response: bool = False,
         keys: KeyPair | None = None,
         audience: str | None = None,
+        destination: str | None = None,
     ) -> tuple[str, str]:
         """A signed ``<samlp:Response>`` answering the AuthnRequest in ``redirect_url``,
         and the RelayState to post back with it."""
@@ -156,6 +157,8 @@ class SamlIdp:
         if audience is not None:
             # A response for another SP, but delivered to ours (stolen or misrouted).
             args["sp_entity_id"] = audience
+        if destination is not None:
+            args["destination"] = destination  # Destination and the bearer Recipient
         identity = {"email": [email], "displayName": [name], "groups": list(groups)}
         args.pop("name_id_policy", None)
         args.pop("binding", None)

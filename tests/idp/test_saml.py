@@ -201,6 +201,20 @@ async def test_wrong_audience_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, relay_state), "not a valid audience")
 
 
+async def test_wrong_destination_or_recipient_is_refused(saml: Saml) -> None:
+    elsewhere = "https://corral.test/api/v1/sso/saml/another-provider/acs"
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url, destination=elsewhere)
+    await saml.refused(await saml.post(xml, relay_state), "received at")
+    # The envelope's Destination is not signed: fixing it leaves the signed Recipient wrong.
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url, destination=elsewhere)
+    ours = f'Destination="https://corral.test{saml.base}/acs"'
+    patched = xml.replace(f'Destination="{elsewhere}"', ours, 1)
+    assert patched != xml and f'Recipient="{elsewhere}"' in patched
+    await saml.refused(await saml.post(patched, relay_state), "valid SubjectConfirmation")
+
+
 @pytest.mark.parametrize("sign_response", [False, True])
 async def test_unsigned_assertion_is_refused(saml: Saml, sign_response: bool) -> None:
     """Nothing signed at all, or only the envelope: the assertion itself must be signed."""
