@@ -6,7 +6,8 @@ pysaml2 signs with SHA-1) through Debian's ``xmlsec1``. It learns our SP from th
 the broker publishes, reads the AuthnRequest out of the broker's redirect exactly as an IdP
 would (HTTP-Redirect binding) and answers with a real signed ``<samlp:Response>`` for the
 HTTP-POST binding. Knobs let a test break one property: sign with another key, sign
-nothing, address another audience or another ACS, or issue an already-expired assertion.
+nothing, address another audience or another ACS, sign with SHA-1, or issue an
+already-expired assertion.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
 from saml2.saml import AUTHN_PASSWORD, NAME_FORMAT_BASIC, NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.server import Server
-from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
 ENTITY_ID = "https://idp.example.test/saml/metadata"
 SSO_URL = "https://idp.example.test/saml/sso"
@@ -147,6 +148,7 @@ class SamlIdp:
         keys: KeyPair | None = None,
         audience: str | None = None,
         destination: str | None = None,
+        sha1: bool = False,
     ) -> tuple[str, str]:
         """A signed ``<samlp:Response>`` answering the AuthnRequest in ``redirect_url``,
         and the RelayState to post back with it."""
@@ -168,8 +170,8 @@ class SamlIdp:
             authn={"class_ref": AUTHN_PASSWORD, "authn_auth": ENTITY_ID},
             sign_assertion=sign_assertion,
             sign_response=sign_response,
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
+            sign_alg=SIG_RSA_SHA1 if sha1 else SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA1 if sha1 else DIGEST_SHA256,
             **args,
         )
         del sp_entity_id

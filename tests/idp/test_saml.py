@@ -201,6 +201,13 @@ async def test_wrong_audience_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, relay_state), "not a valid audience")
 
 
+async def test_sha1_signature_is_refused(saml: Saml) -> None:
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url, sha1=True)
+    assert "xmldsig#rsa-sha1" in xml
+    await saml.refused(await saml.post(xml, relay_state), "Deprecated signature algorithm")
+
+
 async def test_wrong_destination_or_recipient_is_refused(saml: Saml) -> None:
     elsewhere = "https://corral.test/api/v1/sso/saml/another-provider/acs"
     url = await saml.start()
