@@ -201,6 +201,18 @@ async def test_wrong_audience_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, relay_state), "not a valid audience")
 
 
+async def test_signed_message_can_be_required(saml: Saml) -> None:
+    env = saml.env
+    config = {**saml.provider.config, "want_messages_signed": True}
+    await env.services.sso.update_provider(env.ws, saml.provider.id, config=config)
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url)  # only the assertion signed
+    await saml.refused(await saml.post(xml, relay_state), "Message of the Response is not signed")
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url, sign_response=True)
+    assert (await saml.post(xml, relay_state)).status_code == 303
+
+
 async def test_sha1_signature_is_refused(saml: Saml) -> None:
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url, sha1=True)
