@@ -21,12 +21,12 @@ from api.auth import client_source, identity_of
 from api.identity import set_session_cookies
 from api.problems import BadRequest, NotFoundProblem, problem_response
 from api.spec import Model, operation, query_of
-from api.state import services_of
+from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
-from broker.errors import AuthenticationFailed
+from broker.errors import AuthenticationFailed, NotFound
 from broker.store.models import BrowserSessionState, SsoProtocol, SsoProvider, User
 from idp.saml import MAX_RESPONSE_BYTES
-from idp.saml_login import PENDING_COOKIE, PENDING_PATH, PENDING_SECONDS
+from idp.saml_login import PENDING_COOKIE, PENDING_SECONDS, cookie_path
 from idp.sessions import PENDING_SECONDS as MFA_PENDING_SECONDS
 from idp.sessions import origin_of
 
@@ -34,14 +34,14 @@ __all__ = ["finish_sso_login", "safe_return_to", "saml_routes"]
 
 METADATA_TYPE = "application/samlmetadata+xml"
 FORM_TYPE = "application/x-www-form-urlencoded"
-REFUSED = "single sign-on failed; start the sign-in again or ask an administrator"
+REFUSED = "single sign-on failed; start the login again or ask your administrator"
 
 
 class SamlLoginQuery(Model):
     return_to: str = Field(default="/", max_length=2048)
     """Where to land after signing in: a path (or URL) on this broker."""
     workspace: str | None = Field(default=None, min_length=1, max_length=100)
-    """If given, the provider must belong to this workspace (else 404)."""
+    """The workspace the provider belongs to (default: the broker's default workspace)."""
 
 
 def safe_return_to(value: str, public_url: str) -> str:
@@ -58,25 +58,41 @@ def safe_return_to(value: str, public_url: str) -> str:
     return path + (f"?{parts.query}" if parts.query else "")
 
 
-async def _provider(request: Request, workspace: str | None = None) -> SsoProvider:
+async def _provider(request: Request) -> SsoProvider:
+    """The enabled SAML provider the path names, in whichever workspace holds it: the IdP
+    addresses metadata and ACS by provider id alone. Anything else is one 404."""
     services = services_of(request)
-    provider_id = request.path_params["provider_id"]
-    provider = await services.sso.provider_for_sign_in(provider_id, SsoProtocol.SAML)
-    if workspace is not None:
-        found = await services.workspaces.find(workspace)
-        if found is not None and (provider is None or provider.workspace_id != found.id):
-            await services.audit.emit(
-                found.id,
-                Category.AUTHORIZATION,
-                "api.not_found",
-                outcome=Outcome.DENIED,
-                target=provider_id[:64],
-                details={"kind": "sso provider", "source": client_source(request)},
-            )
-        if found is None or provider is None or provider.workspace_id != found.id:
-            raise NotFoundProblem("no such SAML identity provider")
-    if provider is None:
-        raise NotFoundProblem("no such SAML identity provider")
+    provider = await services.sso.callback_provider(request.path_params["provider_id"])
+    if provider is None or provider.protocol is not SsoProtocol.SAML or not provider.enabled:
+        raise NotFoundProblem("identity provider not found")
+    return provider
+
+
+async def _provider_in(request: Request, workspace_name: str | None) -> SsoProvider:
+    """For the login a person starts: the provider must be in the named workspace (the
+    default one unless given); another workspace's provider is the same 404, audited."""
+    services = services_of(request)
+    ident = request.path_params["provider_id"]
+    name = workspace_name or runtime_of(request).settings.default_workspace
+    workspace = await services.workspaces.find(name)
+    if workspace is None:
+        raise NotFoundProblem("identity provider not found")
+    try:
+        provider = await services.sso.provider(workspace.id, ident)
+    except NotFound:
+        provider = None
+    if provider is None or provider.protocol is not SsoProtocol.SAML or not provider.enabled:
+        source = client_source(request)
+        await services.audit.emit(
+            workspace.id,
+            Category.AUTHORIZATION,
+            "api.not_found",
+            outcome=Outcome.DENIED,
+            actor=Actor("anonymous", source),
+            target=ident[:100],
+            details={"kind": "identity provider", "path": request.url.path[:200]},
+        )
+        raise NotFoundProblem("identity provider not found")
     return provider
 
 
@@ -103,7 +119,7 @@ async def metadata(request: Request) -> Response:
 )
 async def login(request: Request) -> Response:
     query = query_of(request, SamlLoginQuery)
-    provider = await _provider(request, query.workspace)
+    provider = await _provider_in(request, query.workspace)
     saml = identity_of(request).saml
     return_to = safe_return_to(query.return_to, saml.public_url)
     try:
@@ -115,11 +131,12 @@ async def login(request: Request) -> Response:
         PENDING_COOKIE,
         cookie,
         max_age=PENDING_SECONDS,
-        path=PENDING_PATH,
+        path=cookie_path(provider.id),
         secure=True,
         httponly=True,
         samesite="none",  # the IdP's form post back to the ACS is cross-site
     )
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -149,13 +166,16 @@ async def acs(request: Request) -> Response:
             source=source,
         )
     except AuthenticationFailed:
-        response = problem_response(request, 401, "sso-refused", "Single sign-on refused", REFUSED)
+        response = _refused(request)
     except _BadForm as exc:
         await services.sso.refuse(provider, str(exc), source=source)
-        response = problem_response(request, 401, "sso-refused", "Single sign-on refused", REFUSED)
+        response = _refused(request)
     else:
-        response = await finish_sso_login(request, user, pending.return_to, method="saml")
-    response.delete_cookie(PENDING_COOKIE, path=PENDING_PATH, secure=True, samesite="none")
+        response = await finish_sso_login(request, user, pending.return_to, method="sso-saml")
+    response.delete_cookie(
+        PENDING_COOKIE, path=cookie_path(provider.id), secure=True, httponly=True, samesite="none"
+    )
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -165,7 +185,7 @@ class _BadForm(Exception):
 
 def _refused(request: Request) -> Response:
     """One answer for every refusal: what went wrong is for the audit log, not the caller."""
-    return problem_response(request, 401, "sso-refused", "Single sign-on refused", REFUSED)
+    return problem_response(request, 401, "unauthenticated", "Authentication required", REFUSED)
 
 
 async def _form(request: Request) -> dict[str, str]:

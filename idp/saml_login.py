@@ -7,7 +7,8 @@ RelayState, where to go afterwards, expiry). Nothing is stored server-side for a
 is never finished, and the cookie binds the response to the browser that started the login:
 a response captured elsewhere, or pushed into a victim's browser (login CSRF), does not
 answer *that* browser's AuthnRequest. The cookie is ``SameSite=None`` because the IdP's
-form post is a cross-site navigation, ``HttpOnly``, ``Secure`` and scoped to the SAML paths.
+form post is a cross-site navigation, ``HttpOnly``, ``Secure`` and scoped to the
+provider's SAML paths.
 
 Once the response verified, its assertion id and then the AuthnRequest id are claimed in the
 replay store (``services.sso.claim_once``) until the assertion's NotOnOrAfter plus skew, so
@@ -31,11 +32,16 @@ from broker.store.models import SsoProvider, User
 from idp.saml import SamlSp
 from idp.secretbox import derive_key
 
-__all__ = ["PENDING_COOKIE", "PENDING_PATH", "PENDING_SECONDS", "Pending", "SamlLogins"]
+__all__ = ["PENDING_COOKIE", "PENDING_SECONDS", "Pending", "SamlLogins", "cookie_path"]
 
-PENDING_COOKIE = "corral_saml"
-PENDING_PATH = "/api/v1/sso/saml/"
+PENDING_COOKIE = "corral_sso_saml"
 PENDING_SECONDS = 600
+
+
+def cookie_path(provider_id: str) -> str:
+    """The pending cookie is sent only to this provider's SAML routes (logins through two
+    providers in one browser do not overwrite each other)."""
+    return f"/api/v1/sso/saml/{provider_id}/"
 
 
 @dataclass(frozen=True)

@@ -154,25 +154,16 @@ class SsoService(Service):
         async with self.db.transaction() as s:
             return await fetch(s, SsoProvider, workspace_id, provider_id)
 
+    async def callback_provider(self, provider_id: str) -> SsoProvider | None:
+        """The provider a protocol callback is addressed to (its redirect URI / ACS URL
+        names the provider id); the workspace is the provider's own, like a credential's."""
+        async with self.db.transaction() as s:
+            return await s.get(SsoProvider, provider_id)
+
     async def providers(self, workspace_id: str) -> builtins.list[SsoProvider]:
         async with self.db.transaction() as s:
             rows = await s.exec(scoped(SsoProvider, workspace_id).order_by(col(SsoProvider.name)))
             return list(rows)
-
-    async def provider_for_sign_in(
-        self, provider_id: str, protocol: SsoProtocol
-    ) -> SsoProvider | None:
-        """The enabled ``protocol`` provider ``provider_id``, in whichever workspace holds it.
-
-        Only for the unauthenticated protocol endpoints (SAML metadata/login/ACS, OIDC
-        login/callback): the IdP and the browser address them by provider id alone, so
-        there the provider id is the tenant key. Unknown, disabled and other-protocol ids
-        are all ``None`` (one 404)."""
-        async with self.db.transaction() as s:
-            row = await s.get(SsoProvider, provider_id[:64])
-        if row is None or not row.enabled or row.protocol != SsoProtocol(protocol):
-            return None
-        return row
 
     # -- one-time values --------------------------------------------------------------------
 

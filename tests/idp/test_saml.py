@@ -23,7 +23,7 @@ from broker.audit import SYSTEM
 from broker.errors import InvalidInput
 from broker.store.models import AuditEvent, SsoProtocol, SsoProvider
 from idp.saml import SamlConfig
-from idp.saml_login import PENDING_COOKIE, PENDING_PATH
+from idp.saml_login import PENDING_COOKIE, cookie_path
 from tests.idp.conftest import Env
 from tests.idp.saml_idp import ENTITY_ID, SSO_URL, KeyPair, SamlIdp, encode, make_key_pair
 
@@ -55,6 +55,10 @@ class Saml:
     def base(self) -> str:
         return f"/api/v1/sso/saml/{self.provider.id}"
 
+    @property
+    def path(self) -> str:
+        return cookie_path(self.provider.id)
+
     async def start(self, return_to: str = "/") -> str:
         response = await self.env.client.get(f"{self.base}/login", params={"return_to": return_to})
         assert response.status_code == 302, response.text
@@ -72,7 +76,8 @@ class Saml:
         """A uniform 401 problem that names nothing internal; the audit has the reason."""
         assert response.status_code == 401, response.text
         body = response.json()
-        assert body["type"] == "urn:corral:problem:sso-refused"
+        assert body["type"] == "urn:corral:problem:unauthenticated"
+        assert body["detail"].startswith("single sign-on failed")
         assert response.headers["content-type"].startswith("application/problem+json")
         assert "signature" not in response.text.lower() and "assertion" not in response.text
         assert "corral_session" not in response.headers.get("set-cookie", "")
@@ -135,7 +140,7 @@ async def test_success_creates_the_user_and_syncs_groups(saml: Saml) -> None:
     assert facts["issuer"] == "https://idp.example.test/saml/metadata"
     assert facts["created"] is True and facts["groups_added"] == ["engineers"]
     assert "Grace" not in accepted.details  # attribute values are not audited
-    (login,) = [e for e in await env.events("login.succeeded") if '"saml"' in e.details]
+    (login,) = [e for e in await env.events("login.succeeded") if '"sso-saml"' in e.details]
     assert login.target == user.id
     # The pending-request cookie is spent.
     assert PENDING_COOKIE not in env.client.cookies
@@ -162,7 +167,7 @@ async def test_replayed_response_is_refused(saml: Saml) -> None:
     xml, relay_state = saml.idp.response_xml(login.headers["location"])
     assert (await saml.post(xml, relay_state)).status_code == 303
     # Even the same browser, with the same pending cookie, cannot use it a second time.
-    env.client.cookies.set(PENDING_COOKIE, pending, domain="corral.test", path=PENDING_PATH)
+    env.client.cookies.set(PENDING_COOKIE, pending, domain="corral.test", path=saml.path)
     await saml.refused(await saml.post(xml, relay_state), "replay", accepted=1)
     # Nor can a captured response answer a new sign-in (it names the old request).
     url = await saml.start()
@@ -305,7 +310,7 @@ async def test_response_must_come_to_the_browser_that_asked(saml: Saml) -> None:
 
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url)
-    env.client.cookies.delete(PENDING_COOKIE, domain="corral.test", path=PENDING_PATH)
+    env.client.cookies.delete(PENDING_COOKIE, domain="corral.test", path=saml.path)
     await saml.refused(await saml.post(xml, relay_state), "cookie missing")
 
     url = await saml.start()
@@ -316,7 +321,7 @@ async def test_response_must_come_to_the_browser_that_asked(saml: Saml) -> None:
     url = await saml.start()
     _, relay_state = saml.idp.read_request(url)
     forged_cookie = env.client.cookies[PENDING_COOKIE][:-2] + "00"
-    env.client.cookies.set(PENDING_COOKIE, forged_cookie, domain="corral.test", path=PENDING_PATH)
+    env.client.cookies.set(PENDING_COOKIE, forged_cookie, domain="corral.test", path=saml.path)
     await saml.refused(await saml.post(xml, relay_state), "bad signature")
 
     bad = await env.client.post(f"{saml.base}/acs", content=b"<xml/>")
@@ -365,7 +370,7 @@ async def test_return_to_stays_on_this_broker(saml: Saml, target: str) -> None:
 async def test_pending_cookie_is_cross_site_postable_but_locked_down(saml: Saml) -> None:
     response = await saml.env.client.get(f"{saml.base}/login")
     cookie = response.headers["set-cookie"].lower()
-    for flag in ("secure", "httponly", "samesite=none", f"path={PENDING_PATH}".lower()):
+    for flag in ("secure", "httponly", "samesite=none", f"path={saml.path}".lower()):
         assert flag in cookie
     own = await saml.env.client.get(
         f"{saml.base}/login", params={"return_to": "https://corral.test/audit?x=1"}
