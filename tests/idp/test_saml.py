@@ -345,6 +345,8 @@ async def test_unknown_foreign_and_disabled_providers_are_404(saml: Saml) -> Non
     for path in ("metadata", "login"):
         missing = await env.client.get(f"/api/v1/sso/saml/{'0' * 32}/{path}")
         assert missing.status_code == 404
+    default = await env.services.audit.events(env.ws)
+    assert [e.target for e in default if e.action == "api.not_found"] == ["0" * 32]
     other = await env.services.workspaces.create("other")
     foreign = await env.client.get(f"{saml.base}/login", params={"workspace": "other"})
     assert foreign.status_code == 404
