@@ -116,6 +116,9 @@ async def metadata(request: Request) -> Response:
     query=SamlLoginQuery,
     status=302,
     errors=(400, 401, 404),
+    media_type="text/html",
+    description="Sets a signed, HttpOnly, SameSite=None pending-request cookie for the ACS. "
+    "`return_to` must be a path (or URL) on this broker, else 400.",
 )
 async def login(request: Request) -> Response:
     query = query_of(request, SamlLoginQuery)
@@ -151,6 +154,7 @@ async def login(request: Request) -> Response:
     authenticated=False,
     status=303,
     errors=(401, 404),
+    media_type="text/html",
 )
 async def acs(request: Request) -> Response:
     provider = await _provider(request)
