@@ -260,12 +260,13 @@ class SamlSp:
         config, settings = self.settings()
         if len(saml_response) > MAX_RESPONSE_BYTES:
             raise AuthenticationFailed("SAML response too large")
+        compact = "".join(saml_response.split())  # some IdPs wrap the base64 at 76
         try:
-            base64.b64decode(saml_response, validate=True)
+            base64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError):
             raise AuthenticationFailed("SAML response is not base64") from None
         try:
-            response = OneLogin_Saml2_Response(settings, saml_response)
+            response = OneLogin_Saml2_Response(settings, compact)
         except Exception:  # lxml syntax errors, DTDs refused by the safe parser, ...
             raise AuthenticationFailed("SAML response is not well-formed XML") from None
         if not response.is_valid(self._request_data(), request_id):

@@ -154,6 +154,18 @@ async def test_tampered_attribute_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(forged, relay_state), "signature validation failed")
 
 
+async def test_base64_wrapped_in_lines_is_accepted(saml: Saml) -> None:
+    """Some IdPs break the base64 of SAMLResponse into 76-character lines."""
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url)
+    flat = encode(xml)
+    wrapped = "\r\n".join(flat[i : i + 76] for i in range(0, len(flat), 76))
+    response = await saml.env.client.post(
+        f"{saml.base}/acs", data={"SAMLResponse": wrapped, "RelayState": relay_state}
+    )
+    assert response.status_code == 303, response.text
+
+
 async def test_wrong_signer_is_refused(saml: Saml) -> None:
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url, keys=saml.evil)
@@ -323,6 +335,13 @@ async def test_response_must_come_to_the_browser_that_asked(saml: Saml) -> None:
     forged_cookie = env.client.cookies[PENDING_COOKIE][:-2] + "00"
     env.client.cookies.set(PENDING_COOKIE, forged_cookie, domain="corral.test", path=saml.path)
     await saml.refused(await saml.post(xml, relay_state), "bad signature")
+
+    url = await saml.start()
+    xml, relay_state = saml.idp.response_xml(url)
+    doctype = '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    hostile = xml.replace('<?xml version="1.0"?>', '<?xml version="1.0"?>' + doctype, 1)
+    assert doctype in hostile
+    await saml.refused(await saml.post(hostile, relay_state), "not well-formed|DTD|entit")
 
     bad = await env.client.post(f"{saml.base}/acs", content=b"<xml/>")
     await saml.refused(bad, "not application/x-www-form-urlencoded")
