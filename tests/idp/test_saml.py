@@ -32,6 +32,11 @@ SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 
 
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+"""For checks of the protocol alone; what touches the store (sign-in, replay, MFA, 404s)
+runs on PostgreSQL too."""
+
+
 @pytest.fixture(scope="session")
 def idp_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[KeyPair, KeyPair]:
     """The IdP's key and an attacker's; made once per run (RSA generation is the slow part)."""
@@ -105,6 +110,7 @@ async def saml(env: Env, tmp_path: Path, idp_keys: tuple[KeyPair, KeyPair]) -> A
     return result
 
 
+@SQLITE_ONLY
 async def test_metadata_names_our_entity_and_acs(saml: Saml) -> None:
     response = await saml.env.client.get(f"{saml.base}/metadata")
     assert response.headers["content-type"].startswith("application/samlmetadata+xml")
@@ -146,6 +152,7 @@ async def test_success_creates_the_user_and_syncs_groups(saml: Saml) -> None:
     assert PENDING_COOKIE not in env.client.cookies
 
 
+@SQLITE_ONLY
 async def test_tampered_attribute_is_refused(saml: Saml) -> None:
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url, groups=("eng",))
@@ -154,6 +161,7 @@ async def test_tampered_attribute_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(forged, relay_state), "signature validation failed")
 
 
+@SQLITE_ONLY
 async def test_base64_wrapped_in_lines_is_accepted(saml: Saml) -> None:
     """Some IdPs break the base64 of SAMLResponse into 76-character lines."""
     url = await saml.start()
@@ -166,6 +174,7 @@ async def test_base64_wrapped_in_lines_is_accepted(saml: Saml) -> None:
     assert response.status_code == 303, response.text
 
 
+@SQLITE_ONLY
 async def test_wrong_signer_is_refused(saml: Saml) -> None:
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url, keys=saml.evil)
@@ -187,6 +196,7 @@ async def test_replayed_response_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, new_relay), "InResponseTo", accepted=1)
 
 
+@SQLITE_ONLY
 async def test_expired_assertion_is_refused(saml: Saml) -> None:
     saml.idp.lifetime = timedelta(minutes=-10)
     url = await saml.start()
@@ -194,6 +204,7 @@ async def test_expired_assertion_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, relay_state), "expired|SubjectConfirmation")
 
 
+@SQLITE_ONLY
 async def test_clock_skew_is_bounded_by_the_provider_setting(saml: Saml) -> None:
     """NotOnOrAfter 120 s away: 100 s past it on the broker's clock is within the default
     skew of 120 s; 130 s past it is not."""
@@ -211,6 +222,7 @@ async def test_clock_skew_is_bounded_by_the_provider_setting(saml: Saml) -> None
     assert (await saml.post(xml, relay_state)).status_code == 303
 
 
+@SQLITE_ONLY
 async def test_wrong_audience_is_refused(saml: Saml) -> None:
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url, audience="https://other-sp.example.test/md")
@@ -218,6 +230,7 @@ async def test_wrong_audience_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, relay_state), "not a valid audience")
 
 
+@SQLITE_ONLY
 async def test_signed_message_can_be_required(saml: Saml) -> None:
     env = saml.env
     config = {**saml.provider.config, "want_messages_signed": True}
@@ -230,6 +243,7 @@ async def test_signed_message_can_be_required(saml: Saml) -> None:
     assert (await saml.post(xml, relay_state)).status_code == 303
 
 
+@SQLITE_ONLY
 async def test_sha1_signature_is_refused(saml: Saml) -> None:
     url = await saml.start()
     xml, relay_state = saml.idp.response_xml(url, sha1=True)
@@ -237,6 +251,7 @@ async def test_sha1_signature_is_refused(saml: Saml) -> None:
     await saml.refused(await saml.post(xml, relay_state), "Deprecated signature algorithm")
 
 
+@SQLITE_ONLY
 async def test_wrong_destination_or_recipient_is_refused(saml: Saml) -> None:
     elsewhere = "https://corral.test/api/v1/sso/saml/another-provider/acs"
     url = await saml.start()
@@ -252,6 +267,7 @@ async def test_wrong_destination_or_recipient_is_refused(saml: Saml) -> None:
 
 
 @pytest.mark.parametrize("sign_response", [False, True])
+@SQLITE_ONLY
 async def test_unsigned_assertion_is_refused(saml: Saml, sign_response: bool) -> None:
     """Nothing signed at all, or only the envelope: the assertion itself must be signed."""
     url = await saml.start()
@@ -282,6 +298,7 @@ def _evil_copy(assertion: Any) -> Any:
         ("signature-moved", "invalid Signed Element|Signature validation failed"),
     ],
 )
+@SQLITE_ONLY
 async def test_xml_signature_wrapping_is_refused(saml: Saml, placement: str, reason: str) -> None:
     """The signature still verifies over the original assertion; the attacker's unsigned one
     sits where a careless SP would read it."""
@@ -382,12 +399,14 @@ async def test_unknown_foreign_and_disabled_providers_are_404(saml: Saml) -> Non
 @pytest.mark.parametrize(
     "target", ["https://evil.test/", "//evil.test/x", "/\\evil.test", "javascript:alert(1)"]
 )
+@SQLITE_ONLY
 async def test_return_to_stays_on_this_broker(saml: Saml, target: str) -> None:
     response = await saml.env.client.get(f"{saml.base}/login", params={"return_to": target})
     assert response.status_code == 400
     assert PENDING_COOKIE not in response.headers.get("set-cookie", "")
 
 
+@SQLITE_ONLY
 async def test_pending_cookie_is_cross_site_postable_but_locked_down(saml: Saml) -> None:
     response = await saml.env.client.get(f"{saml.base}/login")
     cookie = response.headers["set-cookie"].lower()
@@ -401,6 +420,7 @@ async def test_pending_cookie_is_cross_site_postable_but_locked_down(saml: Saml)
     assert b'"/audit?x=1"' in raw
 
 
+@SQLITE_ONLY
 async def test_idp_given_by_hand_instead_of_metadata(saml: Saml) -> None:
     """Entity id, SSO URL and a PEM certificate work as well as the metadata XML."""
     env = saml.env
@@ -425,6 +445,7 @@ async def test_idp_given_by_hand_instead_of_metadata(saml: Saml) -> None:
     assert posted.status_code == 303, posted.text
 
 
+@SQLITE_ONLY
 async def test_misconfigured_provider_is_refused_and_audited(saml: Saml) -> None:
     env = saml.env
     await env.services.sso.update_provider(
