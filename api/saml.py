@@ -175,7 +175,7 @@ async def acs(request: Request) -> Response:
         await services.sso.refuse(provider, str(exc), source=source)
         response = _refused(request)
     else:
-        response = await finish_sso_login(request, user, pending.return_to, method="sso-saml")
+        response = await finish_sso_login(request, user, provider, pending.return_to)
     response.delete_cookie(
         PENDING_COOKIE, path=cookie_path(provider.id), secure=True, httponly=True, samesite="none"
     )
@@ -197,20 +197,20 @@ async def _form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != FORM_TYPE:
         raise _BadForm(f"ACS post is not {FORM_TYPE}")
-    body = b""
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_RESPONSE_BYTES + 8192:
             raise _BadForm("ACS post too large")
     try:
-        fields = parse_qs(body.decode("ascii"), max_num_fields=20, strict_parsing=False)
+        fields = parse_qs(bytes(body).decode("ascii"), max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
         raise _BadForm("ACS post is not a form") from None
     return {key: values[0] for key, values in fields.items() if len(values) == 1}
 
 
 async def finish_sso_login(
-    request: Request, user: User, return_to: str, *, method: str
+    request: Request, user: User, provider: SsoProvider, return_to: str
 ) -> Response:
     """An SSO-verified person gets a browser session in the same state a correct password
     would give (the workspace's MFA rules still apply), and is sent back where they began.
@@ -241,7 +241,12 @@ async def finish_sso_login(
         "login.succeeded" if active else "login.sso_ok",
         actor=Actor("user", user.id, row.id),
         target=user.id,
-        details={"state": str(state), "source": row.source, "method": method},
+        details={
+            "state": str(state),
+            "source": row.source,
+            "method": f"sso-{provider.protocol}",
+            "provider": provider.name,
+        },
     )
     response = RedirectResponse(return_to, status_code=303)
     set_session_cookies(response, secret, identity.browser.csrf_token(secret), lifetime)
