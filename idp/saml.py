@@ -202,6 +202,11 @@ class SamlSp:
                 "digestAlgorithm": C.SHA256,
                 "rejectDeprecatedAlgorithm": True,
                 "rejectUnsolicitedResponsesWithInResponseTo": True,
+                # Our entity id and ACS never change for a provider, so the metadata has no
+                # expiry (an IdP that imported it once must not start refusing us); IdPs
+                # that poll the URL re-read it daily.
+                "metadataValidUntil": "",
+                "metadataCacheDuration": "PT86400S",
             },
         }
 

@@ -160,7 +160,7 @@ class SamlLogins:
         try:
             raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
             provider_id, request_id, relay_state, return_to, expires = json.loads(raw)
-        except ValueError:
+        except (ValueError, TypeError):
             return None
         return Pending(
             str(provider_id), str(request_id), str(relay_state), str(return_to), int(expires)

@@ -116,6 +116,7 @@ async def test_metadata_names_our_entity_and_acs(saml: Saml) -> None:
     assert response.headers["content-type"].startswith("application/samlmetadata+xml")
     root = etree.fromstring(response.content)
     assert root.get("entityID") == f"https://corral.test{saml.base}/metadata"
+    assert root.get("validUntil") is None and root.get("cacheDuration") == "PT86400S"
     sp = root.find("{urn:oasis:names:tc:SAML:2.0:metadata}SPSSODescriptor")
     assert sp is not None and sp.get("WantAssertionsSigned") == "true"
     acs = sp.find("{urn:oasis:names:tc:SAML:2.0:metadata}AssertionConsumerService")
