@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
@@ -103,6 +104,8 @@ class SamlConfig:
         entity, sso, certs = _idp_of(config)
         if urlsplit(sso).scheme not in {"https", "http"}:
             raise InvalidInput("the IdP's single sign-on URL must be an http(s) URL")
+        for cert in certs:
+            _check_cert(cert)
         return cls(
             idp_entity_id=entity,
             idp_sso_url=sso,
@@ -144,6 +147,14 @@ def _idp_of(config: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
             "idp_x509_cert"
         )
     return entity, sso, (OneLogin_Saml2_Utils.format_cert(cert, heads=False),)
+
+
+def _check_cert(cert: str) -> None:
+    """A signing certificate that is not X.509 would only fail later, at every login."""
+    try:
+        x509.load_der_x509_certificate(base64.b64decode("".join(cert.split()), validate=True))
+    except (binascii.Error, ValueError):
+        raise InvalidInput("the IdP's signing certificate is not an X.509 certificate") from None
 
 
 def sp_urls(public_url: str, provider_id: str) -> tuple[str, str]:

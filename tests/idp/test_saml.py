@@ -465,6 +465,7 @@ async def test_misconfigured_provider_is_refused_and_audited(saml: Saml) -> None
         ({"idp_metadata_xml": "<not-metadata"}, "not readable SAML metadata"),
         ({"idp_metadata_xml": "<a/>"}, "must name the IdP"),
         ({"idp_entity_id": "x", "idp_sso_url": "ftp://x", "idp_x509_cert": "AAAA"}, "http"),
+        ({"idp_entity_id": "x", "idp_sso_url": "https://x", "idp_x509_cert": "AAAA"}, "X.509"),
         ({"max_clock_skew_seconds": 301}, "0 to 300"),
         ({"max_clock_skew_seconds": True}, "0 to 300"),
         ({"want_messages_signed": "yes"}, "true or false"),
