@@ -25,8 +25,7 @@ from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, NotFound
 from broker.store.models import BrowserSessionState, SsoProtocol, SsoProvider, User
-from idp.saml import MAX_RESPONSE_BYTES
-from idp.saml_login import PENDING_COOKIE, PENDING_SECONDS, cookie_path
+from idp.saml_login import MAX_RESPONSE_BYTES, PENDING_COOKIE, PENDING_SECONDS, cookie_path
 from idp.sessions import PENDING_SECONDS as MFA_PENDING_SECONDS
 from idp.sessions import origin_of
 
@@ -101,11 +100,16 @@ async def _provider_in(request: Request, workspace_name: str | None) -> SsoProvi
     tag="sso",
     authenticated=False,
     media_type=METADATA_TYPE,
-    errors=(404,),
+    errors=(404, 503),
 )
 async def metadata(request: Request) -> Response:
     provider = await _provider(request)
-    xml = identity_of(request).saml.sp(provider).metadata()
+    try:
+        xml = identity_of(request).saml.sp(provider).metadata()
+    except AuthenticationFailed:  # the SAML libraries do not load (see SamlLogins.sp)
+        return problem_response(
+            request, 503, "unavailable", "Service unavailable", "SAML is unavailable here"
+        )
     return Response(xml, media_type=METADATA_TYPE)
 
 

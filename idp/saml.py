@@ -40,9 +40,9 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from broker.errors import AuthenticationFailed, InvalidInput
 from broker.store.models import SsoProvider, utcnow
+from idp.saml_login import MAX_RESPONSE_BYTES
 
 __all__ = [
-    "MAX_RESPONSE_BYTES",
     "MAX_SKEW_SECONDS",
     "SamlConfig",
     "SamlIdentity",
@@ -52,7 +52,6 @@ __all__ = [
 
 MAX_SKEW_SECONDS = 300
 """python3-saml tolerates 300 s on ``Conditions`` by itself; ours may only be tighter."""
-MAX_RESPONSE_BYTES = 512 * 1024
 REASON_LIMIT = 200
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"

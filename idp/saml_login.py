@@ -24,18 +24,30 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from broker.errors import AuthenticationFailed
 from broker.services import Services
 from broker.services.sso import SsoAssertion
 from broker.store.models import SsoProvider, User
-from idp.saml import SamlSp
 from idp.secretbox import derive_key
 
-__all__ = ["PENDING_COOKIE", "PENDING_SECONDS", "Pending", "SamlLogins", "cookie_path"]
+if TYPE_CHECKING:
+    from idp.saml import SamlSp
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "PENDING_COOKIE",
+    "PENDING_SECONDS",
+    "Pending",
+    "SamlLogins",
+    "cookie_path",
+]
 
 PENDING_COOKIE = "corral_sso_saml"
 PENDING_SECONDS = 600
+MAX_RESPONSE_BYTES = 512 * 1024
+"""The largest base64 ``SAMLResponse`` the ACS reads."""
 
 
 def cookie_path(provider_id: str) -> str:
@@ -64,6 +76,14 @@ class SamlLogins:
         self._key = derive_key(broker_key, "corral saml pending")
 
     def sp(self, provider: SsoProvider) -> SamlSp:
+        """The protocol core for ``provider``. Imported here, not with the broker: the
+        ``xmlsec`` bindings refuse to load when their libxml2 differs from lxml's, and that
+        must cost SAML sign-in (refused, audited), not every other route."""
+        try:
+            from idp.saml import SamlSp
+        except Exception as exc:  # xmlsec.InternalError, ImportError, ...
+            reason = f"SAML support unavailable: {type(exc).__name__}: {exc}"
+            raise AuthenticationFailed(reason[:200]) from None
         return SamlSp(provider, self.public_url, clock=self.services.sso.clock)
 
     async def begin(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -456,6 +458,28 @@ async def test_misconfigured_provider_is_refused_and_audited(saml: Saml) -> None
     assert response.status_code == 401
     assert "idp_" not in response.text
     assert "provider misconfigured" in (await saml.reasons())[-1]
+
+
+def test_the_broker_does_not_load_the_saml_libraries() -> None:
+    program = "import sys, broker.app; print(sorted({'xmlsec', 'onelogin'} & set(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+@SQLITE_ONLY
+async def test_broken_saml_libraries_cost_only_saml(
+    saml: Saml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If xmlsec cannot load (its libxml2 differs from lxml's), SAML sign-in is refused and
+    audited, and the rest of the broker works."""
+    monkeypatch.setitem(sys.modules, "idp.saml", None)  # import idp.saml raises ImportError
+    env = saml.env
+    assert (await env.client.get(f"{saml.base}/metadata")).status_code == 503
+    assert (await env.client.get(f"{saml.base}/login")).status_code == 401
+    assert "SAML support unavailable" in (await saml.reasons())[-1]
+    assert (await env.client.get("/api/v1/auth/session")).status_code == 401  # the rest works
 
 
 @pytest.mark.parametrize(
