@@ -17,6 +17,7 @@ from api.mfa import mfa_routes
 from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
+from api.saml import saml_routes
 from api.servers import server_routes
 from api.sessions import session_routes
 from api.shares import share_routes
@@ -82,6 +83,7 @@ def create_app(
             *routes(),
             *identity_routes(),
             *identity_admin_routes(),
+            *saml_routes(),
             *mfa_routes(),
             *agent_routes(),
             *session_routes(),

@@ -8,6 +8,7 @@
     stepup.py      the seam the terminal gate calls
     sso_config.py  sso_oidc.py  sso_login.py   SSO provider settings, OIDC login, the shared finish
     reset.py       password reset by an emailed single-use link
+    saml.py  saml_login.py   SAML 2.0 service provider (protocol core; pending request, replay)
     secretbox.py   encryption at rest under the broker key
 
 It builds on ``broker.services`` (storage, audit) and never touches rows directly; it must
@@ -28,6 +29,7 @@ from idp.mfa import Mfa
 from idp.passwords import LocalLogin, Passwords
 from idp.recovery import RecoveryCodes
 from idp.reset import PasswordReset
+from idp.saml_login import SamlLogins
 from idp.secretbox import SecretBox
 from idp.sessions import BrowserLogins
 from idp.sso_oidc import OidcLogins
@@ -52,6 +54,7 @@ class Identity:
     step_up: StepUp
     oidc: OidcLogins
     reset: PasswordReset
+    saml: SamlLogins
 
     @classmethod
     def build(
@@ -105,4 +108,7 @@ class Identity:
         reset = PasswordReset(
             services, login.passwords, mail=mail, public_url=settings.effective_public_url
         )
-        return cls(login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc, reset)
+        saml = SamlLogins(services, broker_key, public_url=settings.effective_public_url)
+        return cls(
+            login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc, reset, saml
+        )
