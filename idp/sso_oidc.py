@@ -131,9 +131,7 @@ class OidcLogins:
         try:
             _, client = self._client(provider)
             url, pending = await client.begin()
-        except AuthenticationFailed as exc:
-            raise await self.services.sso.refuse(provider, str(exc), source=source) from None
-        except CorralError as exc:  # a stored secret or config that cannot be used
+        except CorralError as exc:  # discovery failed, or a stored secret/config unusable
             raise await self.services.sso.refuse(provider, str(exc), source=source) from None
         expires = self.services.sso.clock().timestamp() + PENDING_SECONDS
         body = json.dumps(
@@ -163,9 +161,7 @@ class OidcLogins:
         """The verified person the provider vouched for, and where to send the browser."""
         try:
             return await self._complete(provider, sealed, params, source)
-        except AuthenticationFailed as exc:
-            raise await self.services.sso.refuse(provider, str(exc), source=source) from None
-        except CorralError as exc:
+        except CorralError as exc:  # AuthenticationFailed, or an unusable stored secret
             raise await self.services.sso.refuse(provider, str(exc), source=source) from None
 
     async def _complete(
