@@ -390,7 +390,7 @@ async def login_options(request: Request) -> JSONResponse:
     query=LoginQuery,
     status=302,
     authenticated=False,
-    errors=(400, 401, 404),
+    errors=(400, 401, 404, 429),
     media_type="text/html",
     description="Sets a sealed, HttpOnly pending-login cookie for the callback. "
     "`return_to` must be a path on this broker (anything else returns to `/`).",

@@ -26,7 +26,9 @@ from broker.errors import AuthenticationFailed, CorralError, InvalidInput
 from broker.services import Services
 from broker.services.sso import SsoAssertion
 from broker.store.models import SsoProvider
+from idp.errors import RateLimited
 from idp.oidc import OidcClient, OidcConfig, OidcIdentity, PendingLogin
+from idp.ratelimit import RateLimiter
 from idp.secretbox import SecretBox
 from idp.sso_config import OidcProviderConfig, oidc_config_of
 
@@ -57,6 +59,7 @@ class OidcLogins:
         public_url: str,
         http: httpx.AsyncClient | None = None,
         cache_seconds: float = 3600.0,
+        logins_per_minute: int = 30,
     ) -> None:
         self.services = services
         self.public_url = public_url.rstrip("/")
@@ -65,6 +68,8 @@ class OidcLogins:
         self._http = http
         self.cache_seconds = cache_seconds
         self._clients: dict[str, tuple[tuple[Any, ...], OidcClient]] = {}
+        # Each login started can cost a replay-store row at its callback: bound them.
+        self.per_source = RateLimiter(logins_per_minute, 60.0)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -128,12 +133,14 @@ class OidcLogins:
             raise await self.services.sso.refuse(
                 provider, "identity provider is disabled", source=source
             )
+        wait = self.per_source.hit(source)
+        if wait:
+            await self.services.sso.refuse(provider, "too many logins started", source=source)
+            raise RateLimited("too many logins started; try again later", wait)
         try:
             _, client = self._client(provider)
             url, pending = await client.begin()
-        except AuthenticationFailed as exc:
-            raise await self.services.sso.refuse(provider, str(exc), source=source) from None
-        except CorralError as exc:  # a stored secret or config that cannot be used
+        except CorralError as exc:  # discovery failed, or a stored secret/config unusable
             raise await self.services.sso.refuse(provider, str(exc), source=source) from None
         expires = self.services.sso.clock().timestamp() + PENDING_SECONDS
         body = json.dumps(
@@ -163,9 +170,7 @@ class OidcLogins:
         """The verified person the provider vouched for, and where to send the browser."""
         try:
             return await self._complete(provider, sealed, params, source)
-        except AuthenticationFailed as exc:
-            raise await self.services.sso.refuse(provider, str(exc), source=source) from None
-        except CorralError as exc:
+        except CorralError as exc:  # AuthenticationFailed, or an unusable stored secret
             raise await self.services.sso.refuse(provider, str(exc), source=source) from None
 
     async def _complete(

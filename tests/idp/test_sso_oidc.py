@@ -433,3 +433,14 @@ async def test_hosted_domain_is_sent_and_enforced(
     async with browser(admin) as client:
         assert (await sso_login(admin, client, op_http, created["login_url"])).status_code == 303
     assert await refusals(admin) == ["the account is not in the required hosted domain"]
+
+
+async def test_logins_started_are_rate_limited(admin: Env, oidc_provider: Provider) -> None:
+    created = await add_provider(admin, oidc_provider)
+    admin.identity.oidc.per_source.limit = 2
+    async with browser(admin) as client:
+        for _ in range(2):
+            await start(client, created["login_url"])
+        limited = await client.get(created["login_url"])
+        assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert await refusals(admin) == ["too many logins started"]
