@@ -109,6 +109,4 @@ class Identity:
             services, login.passwords, mail=mail, public_url=settings.effective_public_url
         )
         saml = SamlLogins(services, broker_key, public_url=settings.effective_public_url)
-        return cls(
-            login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc, reset, saml
-        )
+        return cls(login, browser, mfa, totp, recovery, codes, webauthn, step_up, oidc, reset, saml)

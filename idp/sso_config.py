@@ -119,7 +119,9 @@ class SamlProviderConfig(_Strict):
     email_attribute: str = Field(default="email", max_length=200)
     name_attribute: str = Field(default="displayName", max_length=200)
     groups_attribute: str = Field(default="groups", max_length=200)
-    max_clock_skew_seconds: int = Field(default=120, ge=0, le=600)
+    max_clock_skew_seconds: int = Field(default=120, ge=0, le=300)
+    want_messages_signed: bool = False
+    name_id_format: str = Field(default="", max_length=200)
 
     @field_validator("idp_sso_url")
     @classmethod
@@ -148,12 +150,21 @@ def check_config(protocol: SsoProtocol, preset: str, config: dict[str, Any]) -> 
         OidcProviderConfig if protocol is SsoProtocol.OIDC else SamlProviderConfig
     )
     try:
-        return model.model_validate(config).model_dump()
+        checked = model.model_validate(config).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
         raise InvalidInput(f"config{'.' + where if where else ''}: {message}") from None
+    if protocol is SsoProtocol.SAML:
+        # The SAML core's own reading: metadata parsed, certificates loaded, so a provider
+        # that could never sign anyone in is a 400 here rather than a failed login later.
+        try:
+            from idp.saml import SamlConfig  # the SAML libraries load only when SAML is used
+        except Exception as exc:  # xmlsec/lxml mismatch is an ImportError or xmlsec.Error
+            raise InvalidInput(f"SAML support unavailable: {type(exc).__name__}") from None
+        SamlConfig.parse({k: v for k, v in checked.items() if v != ""})
+    return checked
 
 
 def oidc_config_of(config: dict[str, Any]) -> OidcProviderConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -19,6 +20,7 @@ from broker.errors import CorralError
 from broker.store.models import AuditEvent, Role, SsoProtocol, utcnow
 from tests.idp.conftest import ORIGIN, Env
 from tests.idp.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
+from tests.idp.saml_idp import make_key_pair
 
 GENERIC = "single sign-on failed; start the login again or ask your administrator"
 
@@ -330,7 +332,9 @@ async def test_return_to_stays_on_this_origin(
             assert response.status_code == 303 and response.headers["location"] == "/", target
 
 
-async def test_admin_api_validation_and_secrets(admin: Env, oidc_provider: Provider) -> None:
+async def test_admin_api_validation_and_secrets(
+    admin: Env, oidc_provider: Provider, tmp_path: Path
+) -> None:
     post = admin.client.post
     base = {"name": "g", "protocol": "oidc", "client_secret": "x"}
     cases = [
@@ -384,7 +388,7 @@ async def test_admin_api_validation_and_secrets(admin: Env, oidc_provider: Provi
             "config": {
                 "idp_entity_id": "https://adfs.example/e",
                 "idp_sso_url": "https://adfs.example/sso",
-                "idp_x509_cert": "MIIB...",
+                "idp_x509_cert": make_key_pair(tmp_path, "adfs").cert_pem,
             },
         },
     )
