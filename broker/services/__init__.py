@@ -19,6 +19,7 @@ from broker.services.directory import GroupService, UserService
 from broker.services.factors import FactorService
 from broker.services.grants import GrantService
 from broker.services.inventory import ServerGroupService, ServerService
+from broker.services.service_accounts import ServiceAccountService
 from broker.services.sessions import RecordingService, SessionService
 from broker.services.sso import SsoService
 from broker.services.workspaces import WorkspaceService
@@ -37,6 +38,7 @@ __all__ = [
     "RecordingService",
     "ServerGroupService",
     "ServerService",
+    "ServiceAccountService",
     "Services",
     "SessionService",
     "SsoService",
@@ -60,6 +62,7 @@ TENANT_SERVICES: tuple[type[Service], ...] = (
     AccountService,
     BrowserSessionService,
     FactorService,
+    ServiceAccountService,
 )
 
 
@@ -84,6 +87,7 @@ class Services:
     browser_sessions: BrowserSessionService
     factors: FactorService
     sso: SsoService
+    service_accounts: ServiceAccountService
 
     @classmethod
     def build(cls, db: Database, audit: AuditLog, *, clock: Clock = utcnow) -> Services:
@@ -105,4 +109,5 @@ class Services:
             browser_sessions=BrowserSessionService(db, audit, clock=clock),
             factors=FactorService(db, audit, clock=clock),
             sso=SsoService(db, audit, clock=clock),
+            service_accounts=ServiceAccountService(db, audit, clock=clock),
         )

@@ -104,6 +104,10 @@ class TokenService(Service):
         async with self.db.transaction() as s:
             return list((await s.exec(query.order_by(col(ApiToken.created_at)))).all())
 
+    async def get(self, workspace_id: str, token_id: str) -> ApiToken:
+        async with self.db.transaction() as s:
+            return await fetch(s, ApiToken, workspace_id, token_id)
+
     async def revoke(self, workspace_id: str, token_id: str, *, actor: Actor) -> ApiToken:
         async with self.db.transaction() as s:
             token = await fetch(s, ApiToken, workspace_id, token_id)

@@ -30,12 +30,12 @@ def upgrade() -> None:
             )
         )
     with op.batch_alter_table("apitoken", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+        batch_op.add_column(
+            sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
+        )
     with op.batch_alter_table("workspace", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "deleted_at", broker.store.models.UTCDateTime(timezone=True), nullable=True
-            )
+            sa.Column("deleted_at", broker.store.models.UTCDateTime(timezone=True), nullable=True)
         )
 
 
