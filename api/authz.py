@@ -29,7 +29,7 @@ from broker.policy import MfaAges, subject_of
 from broker.store.models import TokenScope
 from policies import ActionRequest, Decision, Effect
 
-__all__ = ["ACTIONS", "authorize", "scope_allows"]
+__all__ = ["ACTIONS", "authorize", "refuse", "scope_allows"]
 
 #: Every action the REST API asks about, and the token scope it needs.
 ACTIONS: dict[str, Scope] = {
@@ -44,6 +44,7 @@ ACTIONS: dict[str, Scope] = {
     "groups.read": "read",
     "groups.update": "admin",
     "servers.read": "read",
+    "servers.groups.read": "read",
     "servers.update": "admin",
     "grants.read": "read",
     "grants.update": "admin",
@@ -65,7 +66,8 @@ def scope_allows(held: TokenScope, needed: Scope) -> bool:
     return _RANK[held] >= _RANK[TokenScope(needed)]
 
 
-async def _refuse(request: Request, principal: Principal, action: str, **details: object) -> None:
+async def refuse(request: Request, principal: Principal, action: str, **details: object) -> None:
+    """Audit a refused ``action`` (``action.denied``, outcome denied)."""
     await services_of(request).audit.emit(
         principal.workspace_id,
         Category.AUTHORIZATION,
@@ -85,7 +87,7 @@ async def authorize(
     (``policy-denied``, ``mfa-required``, ``approval-required``)."""
     needed = ACTIONS[action]  # an unknown action is a programming error: fail loudly
     if not scope_allows(principal.scope, needed):
-        await _refuse(
+        await refuse(
             request,
             principal,
             action,
@@ -103,7 +105,7 @@ async def authorize(
     )
     decision = runtime_of(request).policy.engine().decide(ActionRequest(subject, action))
     if decision.effect is not Effect.ALLOW:
-        await _refuse(
+        await refuse(
             request,
             principal,
             action,

@@ -99,12 +99,13 @@ class WorkspaceService(Service):
             )
             return workspace
 
-    async def delete(self, workspace_id: str, *, confirm_name: str, actor: Actor) -> Workspace:
+    async def delete(self, workspace_id: str, *, confirm_name: str, actor: Actor) -> dict[str, int]:
         """Close the workspace for good: every token, browser session and agent credential
         is revoked and every account disabled, in one transaction with its audit event.
 
         The rows and the audit chain stay (the operator removes them with the database);
-        ``confirm_name`` must repeat the workspace's name exactly.
+        ``confirm_name`` must repeat the workspace's name exactly. Returns what was
+        revoked and disabled, by kind.
         """
         async with self.db.transaction() as s:
             workspace = await s.get(Workspace, workspace_id)
@@ -145,4 +146,4 @@ class WorkspaceService(Service):
                 details=counts,
                 session=s,
             )
-            return workspace
+            return counts
