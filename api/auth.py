@@ -79,9 +79,7 @@ async def authenticate(request: Request, services: Services) -> Principal:
     header = request.headers.get("authorization")
     if header is None and COOKIE in request.cookies:
         row, user, _ = await browser_session(request, allow=(BrowserSessionState.ACTIVE,))
-        principal = Principal(user, session=row)
-        request.state.principal = principal
-        return principal
+        return Principal(user, session=row)
     scheme, _, secret = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an Authorization: Bearer <token> header")
@@ -133,4 +131,5 @@ async def browser_session(
             else "enrol a second factor first (this workspace requires MFA)",
             state=str(row.state),
         )
+    request.state.principal = Principal(user, session=row)  # for the 404 audit
     return row, user, secret
