@@ -256,6 +256,18 @@ CASES = [
     act(ROOT_NO_MFA, "workspace.settings.update", A, "perm.superuser.all"),
     act(SUSPENDED, "audit.read", D, "deny.suspended"),
     act(STAFF, "policy.read", A, "perm.staff.policy-read"),
+    # the REST API's actions (api/authz.py)
+    act(NOBODY, "tokens.own.create", A, "perm.user.tokens-own"),
+    act(NOBODY, "tokens.read", D, "role.not-permitted"),
+    act(STAFF, "tokens.revoke", A, "perm.staff.tokens"),
+    act(STAFF, "users.update", A, "perm.staff.users-update"),
+    act(STAFF, "users.promote", D, "role.not-permitted"),
+    act(STAFF, "grants.update", A, "perm.staff.grants"),
+    act(NOBODY, "grants.read", D, "role.not-permitted"),
+    act(STAFF, "service_accounts.tokens", A, "perm.staff.service-accounts"),
+    act(STAFF, "workspace.read", A, "perm.staff.workspace-read"),
+    act(STAFF, "workspace.security.update", D, "role.not-permitted"),
+    act(ROOT_NO_MFA, "users.promote", A, "perm.superuser.all"),
     act(NOBODY, "policy.read", D, "role.not-permitted"),
     act(ROOT_NO_MFA, "policy.read", A, "perm.superuser.all"),
     # -- server groups, tag and name globs, levels resolved by the broker ---------------------
