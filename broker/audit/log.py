@@ -169,7 +169,7 @@ class AuditLog:
             query = query.where(AuditEvent.seq < before_seq)
         if action:
             if action.endswith("*"):
-                query = query.where(col(AuditEvent.action).startswith(action[:-1]))
+                query = query.where(col(AuditEvent.action).startswith(action[:-1], autoescape=True))
             else:
                 query = query.where(AuditEvent.action == action)
         if outcome:

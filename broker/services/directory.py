@@ -98,7 +98,9 @@ class UserService(Service):
         if disabled is not None:
             query = query.where(User.disabled == disabled)
         if email_prefix:
-            query = query.where(col(User.email).startswith(email_prefix.strip().lower()))
+            query = query.where(
+                col(User.email).startswith(email_prefix.strip().lower(), autoescape=True)
+            )
         if after_email is not None:
             query = query.where(col(User.email) > after_email)
         query = query.order_by(col(User.email)).limit(max(1, min(limit, 1001)))

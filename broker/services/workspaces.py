@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from broker.audit import SYSTEM, Actor, Category
 from broker.errors import InvalidInput, NotFound
 from broker.services.base import Service, unique
-from broker.store.models import AgentCredential, ApiToken, BrowserSession, User, Workspace
+from broker.store.models import (
+    AgentCredential,
+    ApiToken,
+    BrowserSession,
+    Invitation,
+    RegistrationToken,
+    SsoProvider,
+    User,
+    Workspace,
+)
 
 __all__ = ["WorkspaceService"]
 
@@ -101,7 +111,8 @@ class WorkspaceService(Service):
 
     async def delete(self, workspace_id: str, *, confirm_name: str, actor: Actor) -> dict[str, int]:
         """Close the workspace for good: every token, browser session and agent credential
-        is revoked and every account disabled, in one transaction with its audit event.
+        is revoked, every account disabled, pending invitations and registration tokens
+        used up and SSO providers switched off, in one transaction with its audit event.
 
         The rows and the audit chain stay (the operator removes them with the database);
         ``confirm_name`` must repeat the workspace's name exactly. Returns what was
@@ -129,6 +140,15 @@ class WorkspaceService(Service):
                     .values(revoked_at=now)
                 )
                 counts[name] = int(getattr(result, "rowcount", 0) or 0)
+            # Nothing may bring a new account or host in afterwards either.
+            closing: tuple[tuple[type[SQLModel], dict[str, object]], ...] = (
+                (Invitation, {"used_at": now}),
+                (RegistrationToken, {"used_at": now}),
+                (SsoProvider, {"enabled": False}),
+            )
+            for table, values in closing:
+                owner: Any = table.workspace_id  # type: ignore[attr-defined]
+                await s.exec(sa.update(table).where(owner == workspace_id).values(**values))
             result = await s.exec(
                 sa.update(User)
                 .where(col(User.workspace_id) == workspace_id, col(User.disabled).is_(False))

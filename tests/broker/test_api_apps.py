@@ -21,11 +21,13 @@ from starlette.routing import Route
 from api.spec import operation_of
 from broker.app import create_app
 from broker.audit import SYSTEM
+from broker.errors import AuthenticationFailed
 from broker.policy import NoMfa, PolicyRuntime, PolicySource
 from broker.runtime import Runtime
 from broker.services import Services
+from broker.services.sso import SsoAssertion
 from broker.settings import Settings
-from broker.store.models import AuditEvent, Role, TokenScope
+from broker.store.models import AuditEvent, Role, SsoProtocol, TokenScope
 from tests.broker.test_api import assert_problem
 from tests.conftest import Clock
 
@@ -137,6 +139,11 @@ async def test_workspace_settings(api: Api) -> None:
 
 
 async def test_workspace_delete(api: Api) -> None:
+    _, invitation = await api.services.accounts.invite(api.ws, "late@acme.test")
+    _, registration = await api.services.agents.create_registration_token(api.ws)
+    provider = await api.services.sso.create_provider(
+        api.ws, "okta", SsoProtocol.OIDC, config={"issuer": "https://idp.example"}
+    )
     wrong = await api.call("DELETE", "/api/v1/workspace", body={"confirm_name": "acme2"})
     assert_problem(wrong, 400, "invalid-request")
     staff = await api.call("DELETE", "/api/v1/workspace", api.staff_token, {"confirm_name": "acme"})
@@ -153,6 +160,14 @@ async def test_workspace_delete(api: Api) -> None:
         assert_problem(await api.call("GET", "/api/v1/whoami", token), 401, "unauthenticated")
     (event,) = await api.events("workspace.deleted")
     assert event.actor_id == api.root and (await api.services.audit.verify(api.ws)).ok
+    # Nothing brings a new account or host in afterwards.
+    with pytest.raises(AuthenticationFailed, match="already used"):
+        await api.services.accounts.accept_invitation(invitation, password_hash="h")
+    with pytest.raises(AuthenticationFailed, match="already used"):
+        await api.services.agents.register(registration, name="late-host")
+    with pytest.raises(AuthenticationFailed):
+        closed = await api.services.sso.provider(api.ws, provider.id)
+        await api.services.sso.sign_in(closed, SsoAssertion("sub", "new@acme.test"))
 
 
 # -- users --------------------------------------------------------------------------------
@@ -470,6 +485,13 @@ async def test_service_accounts(api: Api) -> None:
         "/api/v1/auth/login", json={"email": account["email"], "password": "whatever-it-is"}
     )
     assert_problem(login, 401, "unauthenticated")
+    provider = await api.services.sso.create_provider(
+        api.ws, "okta", SsoProtocol.OIDC, config={"issuer": "https://idp.example"}
+    )
+    with pytest.raises(AuthenticationFailed):  # an IdP asserting its address gets nowhere
+        await api.services.sso.sign_in(provider, SsoAssertion("sub-ci", account["email"]))
+    refused = [json.loads(e.details) for e in await api.events("sso.refused")]
+    assert refused[-1]["reason"] == "a service account cannot sign in"
 
     off = await api.call("PATCH", base, api.staff_token, {"disabled": True})
     assert off.status_code == 200 and off.json()["disabled"] is True
