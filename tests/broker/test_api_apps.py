@@ -606,3 +606,24 @@ async def test_token_creation_and_bearer_guessing_are_rate_limited(api: Api) -> 
     blocked = await api.call("GET", "/api/v1/whoami", api.user_token)  # same address
     assert_problem(blocked, 429, "rate-limited")
     assert int(blocked.headers["retry-after"]) >= 1
+
+
+async def test_nul_characters_are_a_bad_request_not_a_crash(api: Api) -> None:
+    """PostgreSQL cannot store or even compare a NUL: refused at the edge, on every route."""
+    for method, path, body in (
+        ("GET", "/api/v1/users/a%00b", None),
+        ("GET", "/api/v1/users?email_prefix=a%00", None),
+        ("GET", "/api/v1/audit/events?actor=%00", None),
+        ("GET", "/api/v1/servers/a%00b", None),
+        ("DELETE", "/api/v1/tokens/%00", None),
+        ("POST", "/api/v1/groups", {"name": "ops", "description": "a\u0000"}),
+        ("POST", "/api/v1/users", {"email": "a\u0000@acme.test"}),
+        ("PATCH", "/api/v1/servers/x", {"tags": {"env\u0000": "x"}}),
+    ):
+        answer = await api.call(method, path, body=body)
+        body_text = assert_problem(answer, 400, "invalid-request")["detail"]
+        assert "NUL" in str(body_text), (method, path)
+    login = await api.client.post(
+        "/api/v1/auth/login", json={"email": "root@acme.test", "password": "x\u0000"}
+    )
+    assert_problem(login, 400, "invalid-request")
