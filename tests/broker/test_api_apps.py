@@ -627,3 +627,23 @@ async def test_nul_characters_are_a_bad_request_not_a_crash(api: Api) -> None:
         "/api/v1/auth/login", json={"email": "root@acme.test", "password": "x\u0000"}
     )
     assert_problem(login, 400, "invalid-request")
+
+
+async def test_login_is_rate_limited_per_source_address(api: Api) -> None:
+    """Different accounts, one address: the per-source limit answers 429 with Retry-After,
+    audited (the per-account lockout is tested with browser sessions)."""
+    limit = api.app.state.identity.login.per_source.limit
+    for n in range(limit):
+        answer = await api.client.post(
+            "/api/v1/auth/login",
+            json={"workspace": "acme", "email": f"nobody{n}@acme.test", "password": "pw-x"},
+        )
+        assert_problem(answer, 401, "unauthenticated")
+    limited = await api.client.post(
+        "/api/v1/auth/login",
+        json={"workspace": "acme", "email": "root@acme.test", "password": "pw-x"},
+    )
+    assert_problem(limited, 429, "rate-limited")
+    assert int(limited.headers["retry-after"]) >= 1
+    reasons = [json.loads(e.details)["reason"] for e in await api.events("login.failed")]
+    assert reasons == ["unknown user"] * limit + ["rate limited"]
