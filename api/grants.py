@@ -128,7 +128,7 @@ async def create_grant(request: Request) -> JSONResponse:
     return JSONResponse(grant_view(grant), status_code=201)
 
 
-@operation(summary="One grant", tag="grants", ok=GrantOut, errors=(403, 404))
+@operation(summary="One grant", tag="grants", ok=GrantOut, errors=(400, 403, 404))
 async def get_grant(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)

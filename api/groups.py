@@ -93,7 +93,7 @@ async def create_group(request: Request) -> JSONResponse:
     return JSONResponse(group_view(group), status_code=201)
 
 
-@operation(summary="One user group", tag="groups", ok=GroupDetail, errors=(403, 404))
+@operation(summary="One user group", tag="groups", ok=GroupDetail, errors=(400, 403, 404))
 async def get_group(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -137,7 +137,7 @@ async def patch_group(request: Request) -> JSONResponse:
     tag="groups",
     ok=Ended,
     scope="admin",
-    errors=(403, 404),
+    errors=(400, 403, 404),
 )
 async def delete_group(request: Request) -> JSONResponse:
     services = services_of(request)

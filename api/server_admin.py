@@ -123,7 +123,7 @@ async def create_server_group(request: Request) -> JSONResponse:
     summary="One server group and its servers",
     tag="servers",
     ok=ServerGroupDetail,
-    errors=(403, 404),
+    errors=(400, 403, 404),
 )
 async def get_server_group(request: Request) -> JSONResponse:
     services = services_of(request)
@@ -138,7 +138,7 @@ async def get_server_group(request: Request) -> JSONResponse:
     tag="servers",
     ok=Changed,
     scope="admin",
-    errors=(403, 404),
+    errors=(400, 403, 404),
 )
 async def delete_server_group(request: Request) -> JSONResponse:
     services = services_of(request)

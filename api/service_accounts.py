@@ -109,7 +109,9 @@ async def create_account(request: Request) -> JSONResponse:
     return JSONResponse(user_view(account), status_code=201)
 
 
-@operation(summary="One service account", tag="service-accounts", ok=UserOut, errors=(403, 404))
+@operation(
+    summary="One service account", tag="service-accounts", ok=UserOut, errors=(400, 403, 404)
+)
 async def get_account(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -142,7 +144,7 @@ async def patch_account(request: Request) -> JSONResponse:
     tag="service-accounts",
     ok=Retired,
     scope="admin",
-    errors=(403, 404),
+    errors=(400, 403, 404),
 )
 async def retire_account(request: Request) -> JSONResponse:
     services = services_of(request)

@@ -123,7 +123,9 @@ async def list_tokens(request: Request) -> JSONResponse:
     return JSONResponse({"tokens": [token_view(t) for t in page], "next_cursor": cursor})
 
 
-@operation(summary="One token (never its secret)", tag="tokens", ok=TokenOut, errors=(403, 404))
+@operation(
+    summary="One token (never its secret)", tag="tokens", ok=TokenOut, errors=(400, 403, 404)
+)
 async def get_token(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)

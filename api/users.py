@@ -141,7 +141,7 @@ async def invite_user(request: Request) -> JSONResponse:
     )
 
 
-@operation(summary="One person", tag="users", ok=UserOut, errors=(403, 404))
+@operation(summary="One person", tag="users", ok=UserOut, errors=(400, 403, 404))
 async def get_user(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)

@@ -69,7 +69,12 @@ def _view(workspace: Workspace) -> dict[str, object]:
     }
 
 
-@operation(summary="The caller's workspace and its settings", tag="workspace", ok=WorkspaceOut)
+@operation(
+    summary="The caller's workspace and its settings",
+    tag="workspace",
+    ok=WorkspaceOut,
+    errors=(400, 403),
+)
 async def get_workspace(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
