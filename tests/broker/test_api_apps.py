@@ -32,6 +32,13 @@ from tests.broker.test_api import assert_problem
 from tests.conftest import Clock
 
 ORIGIN = "https://corral.test"
+BROWSER_ONLY = (
+    "/api/v1/auth/login",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/signup",
+    "/api/v1/auth/step-up",
+    "/api/v1/auth/mfa/",
+)
 
 
 class FreshMfa:
@@ -400,15 +407,18 @@ async def test_tokens_create_list_and_scopes(api: Api) -> None:
 
 
 async def test_read_scope_token_cannot_write(api: Api) -> None:
-    """Every write route (declared scope write or admin) refuses a read token with 403,
-    audited, before it touches anything; with a superuser's token, so only scope counts."""
+    """Every write route that takes tokens (declared scope write or admin) refuses a read
+    token with 403, audited, before it touches anything; with a superuser's token, so only
+    scope counts. Browser-only flows (login, MFA ceremonies) never take a token."""
     _, read = await api.token(api.root, TokenScope.READ)
     routes = [
         (method, route.path)
         for route in api.app.routes
         if isinstance(route, Route)
         and (spec := operation_of(route.endpoint)) is not None
+        and spec.authenticated
         and spec.scope != "read"
+        and not route.path.startswith(BROWSER_ONLY)
         for method in sorted(route.methods or ())
         if method != "HEAD"
     ]
