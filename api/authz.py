@@ -57,6 +57,17 @@ ACTIONS: dict[str, Scope] = {
     "service_accounts.update": "admin",
     "service_accounts.tokens": "admin",
     "audit.read": "read",
+    # For the routes that still check roles themselves (converted at merge):
+    "servers.register": "admin",
+    "users.mfa_reset": "admin",
+    "sessions.read": "read",
+    "sessions.terminate": "write",
+    "sessions.observe": "write",
+    "sessions.recordings.read": "read",
+    "approvals.read": "read",
+    "approvals.decide": "write",
+    "policy.read": "read",
+    "policy.update": "admin",
 }
 
 _RANK = {TokenScope.READ: 0, TokenScope.WRITE: 1, TokenScope.ADMIN: 2}

@@ -37,6 +37,16 @@ MATRIX: dict[str, set[str]] = {
     "service_accounts.update": {S, SU},
     "service_accounts.tokens": {S, SU},
     "audit.read": {S, SU},
+    "servers.register": {S, SU},
+    "users.mfa_reset": {SU},
+    "sessions.read": {S, SU},
+    "sessions.terminate": {S, SU},
+    "sessions.observe": {S, SU},
+    "sessions.recordings.read": {S, SU},
+    "approvals.read": {S, SU},
+    "approvals.decide": {S, SU},
+    "policy.read": {S, SU},
+    "policy.update": {SU},
 }
 
 
