@@ -587,6 +587,10 @@ async def test_audit_query_cursor_and_export(api: Api) -> None:
     assert export.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in export.text.splitlines()]
     assert [e["seq"] for e in lines] == walked
+    backwards = await api.call(
+        "GET", "/api/v1/audit/export", api.staff_token, action="group.*", order="desc"
+    )
+    assert [json.loads(line)["seq"] for line in backwards.text.splitlines()] == walked[::-1]
     everything = await api.call("GET", "/api/v1/audit/export", api.staff_token)
     seqs = [json.loads(line)["seq"] for line in everything.text.splitlines()]
     assert seqs == list(range(1, seqs[-1] + 1))  # the whole chain, in order, no gaps

@@ -78,3 +78,58 @@ async def test_service_account_token_within_its_grants(env: Env, agent: str) -> 
     final = await term.final()
     assert "revoked" in getattr(final, "reason", "")
     problem(await env.get("/api/v1/servers", ci), 401, "unauthenticated")  # refused at once
+
+
+async def test_admin_changes_end_the_sessions_they_no_longer_allow(env: Env, agent: str) -> None:
+    """Over the new routes: a tag change, a group deletion and disabling a person each end
+    the live session the change disallows, at once."""
+    user_id, dev = await env.token("ci-person@acme.test")
+    group = await env.post("/api/v1/groups", env.admin, {"name": "deployers"})
+    group_id = group.json()["id"]
+    await env.post(f"/api/v1/groups/{group_id}/members", env.admin, {"user_id": user_id})
+    await env.post(
+        "/api/v1/grants",
+        env.admin,
+        {"group_id": group_id, "server_tag": "env=test", "level": "terminal"},
+    )
+
+    async def opened() -> Term:
+        answer = await env.post(
+            "/api/v1/sessions", dev, {"server": SERVER, "unix_user": "corral-e2e"}
+        )
+        assert answer.status_code == 201, answer.text
+        term = await Term.connect(answer.json()["websocket_url"])
+        await term.type("echo re''ady\n")
+        await term.until(b"ready\r\n")
+        return term
+
+    async def patch(path: str, body: object) -> dict[str, object]:
+        answer = await env.http.patch(
+            path, json=body, headers={"Authorization": f"Bearer {env.admin}"}
+        )
+        assert answer.status_code == 200, answer.text
+        result: dict[str, object] = answer.json()
+        return result
+
+    term = await opened()
+    retagged = await patch(f"/api/v1/servers/{agent}", {"tags": {"env": "prod"}})
+    assert retagged["sessions_ended"] == 1
+    assert getattr(await term.final(), "reason", "") == "access revoked"
+
+    await patch(f"/api/v1/servers/{agent}", {"tags": {"env": "test"}})
+    term = await opened()
+    gone = await env.http.delete(
+        f"/api/v1/groups/{group_id}", headers={"Authorization": f"Bearer {env.admin}"}
+    )
+    assert gone.json() == {"deleted": True, "sessions_ended": 1}
+    assert getattr(await term.final(), "reason", "") == "access revoked"
+
+    await env.post(
+        "/api/v1/grants",
+        env.admin,
+        {"user_id": user_id, "server_pattern": "web-*", "level": "terminal"},
+    )
+    term = await opened()
+    disabled = await patch(f"/api/v1/users/{user_id}", {"disabled": True})
+    assert disabled["sessions_ended"] == 1 and disabled["disabled"] is True
+    assert "disabled" in getattr(await term.final(), "reason", "")
