@@ -14,11 +14,19 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection, Request
 
-from api.problems import Forbidden, Unauthorized
+from api.problems import BadRequest, Forbidden, Unauthorized
+from api.ratelimits import bearer_failed, bearer_gate
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed
 from broker.services import Services
-from broker.store.models import ApiToken, BrowserSession, BrowserSessionState, TokenScope, User
+from broker.services.credentials import actor_of
+from broker.store.models import (
+    ApiToken,
+    BrowserSession,
+    BrowserSessionState,
+    TokenScope,
+    User,
+)
 from idp import Identity
 from idp.sessions import COOKIE, CSRF_HEADER
 
@@ -48,7 +56,8 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
-        return Actor("user", self.user.id, self.credential_id)
+        """Service accounts appear in the audit log as ``actor_type`` ``service``."""
+        return actor_of(self.user, self.credential_id)
 
 
 def identity_of(conn: HTTPConnection) -> Identity:
@@ -61,6 +70,16 @@ def client_source(conn: HTTPConnection) -> str:
 
 
 async def authenticate(request: Request, services: Services) -> Principal:
+    """The caller, remembered on ``request.state.principal`` (the 404 audit reads it).
+
+    A call made with a token is audited as ``api.request`` with the token's id (so every
+    token call, read or write, is in the audit log); failed bearer attempts are counted per
+    source address and answer 429 past the limit (:mod:`api.ratelimits`).
+    """
+    query: bytes = request.scope.get("query_string", b"")
+    if "\0" in request.scope["path"] or b"\0" in query or b"%00" in query:
+        # No id, name or filter contains NUL, and PostgreSQL cannot even compare one.
+        raise BadRequest("the path and query must not contain NUL characters")
     header = request.headers.get("authorization")
     if header is None and COOKIE in request.cookies:
         row, user, _ = await browser_session(request, allow=(BrowserSessionState.ACTIVE,))
@@ -68,11 +87,17 @@ async def authenticate(request: Request, services: Services) -> Principal:
     scheme, _, secret = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an Authorization: Bearer <token> header")
+    bearer_gate(request)
     try:
-        token, user = await services.tokens.authenticate(secret.strip())
+        token, user = await services.tokens.authenticate(
+            secret.strip(), request_line=f"{request.method} {request.url.path}"
+        )
     except AuthenticationFailed as exc:
+        bearer_failed(request)
         raise Unauthorized(str(exc)) from None
-    return Principal(user, token=token)
+    principal = Principal(user, token=token)
+    request.state.principal = principal
+    return principal
 
 
 async def browser_session(
@@ -110,4 +135,5 @@ async def browser_session(
             else "enrol a second factor first (this workspace requires MFA)",
             state=str(row.state),
         )
+    request.state.principal = Principal(user, session=row)  # for the 404 audit
     return row, user, secret

@@ -29,4 +29,17 @@ async def json_object(
         raise BadRequest("request body must be a JSON object") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
+    if _has_nul(value):
+        raise BadRequest("text must not contain NUL characters")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    """NUL cannot be stored (PostgreSQL refuses it) and is never meaningful in a field."""
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.tenancy import audit_not_found
 from broker.errors import (
     AuthenticationFailed,
     Conflict,
@@ -126,6 +127,8 @@ async def problem_handler(request: Request, exc: Exception) -> Response:
     problem = to_problem(exc)
     if type(problem) is ApiError:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if problem.status == 404:
+        await audit_not_found(request, problem.detail)
     return problem_response(
         request, problem.status, problem.code, problem.title, problem.detail, **problem.extra
     )

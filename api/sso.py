@@ -19,15 +19,16 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate, client_source, identity_of
+from api.authz import authorize
 from api.bodies import json_object
-from api.problems import BadRequest, Forbidden, NotFoundProblem, Unauthorized, problem_response
+from api.problems import BadRequest, NotFoundProblem, Unauthorized, problem_response
 from api.spec import Model, operation, query_of
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, InvalidInput, NotFound
 from broker.services import Services
 from broker.services.directory import NAME
-from broker.store.models import Role, SsoProtocol, SsoProvider, TokenScope
+from broker.store.models import Role, SsoProtocol, SsoProvider
 from idp.sso_config import check_config
 from idp.sso_login import finish_sso_login, safe_return_path
 from idp.sso_oidc import PENDING_COOKIE, PENDING_SECONDS
@@ -166,23 +167,19 @@ async def _provider(request: Request, principal: Principal) -> SsoProvider:
     ident = request.path_params["provider_id"]
     try:
         return await services.sso.provider(principal.workspace_id, ident)
-    except NotFound:
-        raise await _not_found(
-            request, services, principal.workspace_id, principal.actor, ident
-        ) from None
+    except NotFound:  # audited as api.not_found by the problem handler (api/tenancy.py)
+        raise NotFoundProblem("identity provider not found") from None
 
 
 async def _reader(request: Request) -> Principal:
     principal = await authenticate(request, services_of(request))
-    if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
-        raise Forbidden("identity providers are visible to staff and superusers")
+    await authorize(request, principal, "sso.read")
     return principal
 
 
 async def _admin(request: Request) -> Principal:
     principal = await authenticate(request, services_of(request))
-    if principal.user.role is not Role.SUPERUSER or principal.scope is not TokenScope.ADMIN:
-        raise Forbidden("configuring identity providers needs a superuser with admin rights")
+    await authorize(request, principal, "sso.update")
     return principal
 
 

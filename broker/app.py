@@ -8,9 +8,13 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 
 from api.agents import agent_routes
 from api.approvals import approval_routes
+from api.audit import audit_routes
+from api.grants import grant_routes
+from api.groups import group_routes
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
@@ -18,10 +22,15 @@ from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
 from api.saml import saml_routes
+from api.server_admin import server_admin_routes
 from api.servers import server_routes
+from api.service_accounts import service_account_routes
 from api.sessions import session_routes
 from api.shares import share_routes
 from api.sso import sso_routes
+from api.tokens import token_routes
+from api.users import user_routes
+from api.workspace import workspace_routes
 from broker.agents.hub import AgentHub
 from broker.audit import SYSTEM
 from broker.errors import CorralError
@@ -34,6 +43,21 @@ from idp.purge import IdentityPurge
 from policies import ReloadResult
 
 __all__ = ["create_app"]
+
+
+def api_for_apps_routes() -> list[BaseRoute]:
+    """Issue #7's resources: workspace, users, groups, servers admin, grants, tokens,
+    service accounts and audit queries."""
+    return [
+        *workspace_routes(),
+        *user_routes(),
+        *group_routes(),
+        *server_admin_routes(),
+        *grant_routes(),
+        *token_routes(),
+        *service_account_routes(),
+        *audit_routes(),
+    ]
 
 
 def create_app(
@@ -92,6 +116,7 @@ def create_app(
             *policy_routes(),
             *approval_routes(),
             *sso_routes(),
+            *api_for_apps_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,

@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, InvalidInput
 from broker.services import Services
-from broker.store.models import User
+from broker.store.models import User, UserKind
 from idp.errors import RateLimited
 from idp.ratelimit import RateLimiter
 
@@ -166,6 +166,10 @@ class LocalLogin:
             await self._refuse(workspace_id, "", email, "unknown user", source)
             if failures >= self.max_failures:
                 raise RateLimited("too many failed logins; try again later", self.lockout_seconds)
+            raise AuthenticationFailed(BAD)
+        if user.kind is UserKind.SERVICE:  # service accounts only ever use their tokens
+            await self.passwords.verify(None, password)
+            await self._refuse(workspace_id, user.id, email, "service account", source)
             raise AuthenticationFailed(BAD)
         state = await self.services.accounts.login_state(workspace_id, user.id)
         now = self.services.accounts.clock()

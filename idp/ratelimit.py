@@ -43,5 +43,17 @@ class RateLimiter:
         hits.append(now)
         return 0.0
 
+    def wait(self, key: str) -> float:
+        """Like :meth:`hit` but records nothing: 0 if an attempt would be allowed."""
+        now = self.clock()
+        hits = self._hits.get(key)
+        if not hits:
+            return 0.0
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return hits[0] + self.window - now
+        return 0.0
+
     def reset(self, key: str) -> None:
         self._hits.pop(key, None)

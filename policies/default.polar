@@ -33,9 +33,12 @@ unresolved_default("default.unresolved", "require_approval", "group:security",
     "the command line runs text the broker cannot inspect");
 
 # --- 2. Roles: management actions --------------------------------------------------------
-# permission(id, role, action glob). Users reach only their servers; staff run daily
-# operations (and may read which policy is in force) but not billing, workspace deletion or
-# changing security policy; superusers do all.
+# permission(id, role, action glob). Users reach only their servers (and manage their own
+# API tokens); staff run daily operations (servers, users, groups, grants, service
+# accounts, audit; and may read which policy is in force) but not billing, workspace
+# settings or deletion, promoting people to staff or superuser (users.promote), or changing
+# security policy, MFA enforcement or SSO; superusers do all. The REST API asks one action
+# per route (docs/api.md, "Roles").
 permission("perm.user.servers-read", "user", "servers.read");
 permission("perm.staff.servers", "staff", "servers.*");
 permission("perm.staff.users-invite", "staff", "users.invite");
@@ -45,6 +48,13 @@ permission("perm.staff.audit-read", "staff", "audit.read");
 permission("perm.staff.policy-read", "staff", "policy.read");
 permission("perm.staff.sessions", "staff", "sessions.*");
 permission("perm.staff.approvals", "staff", "approvals.*");
+permission("perm.user.tokens-own", "user", "tokens.own.*");
+permission("perm.staff.tokens", "staff", "tokens.*");
+permission("perm.staff.users-update", "staff", "users.update");
+permission("perm.staff.grants", "staff", "grants.*");
+permission("perm.staff.service-accounts", "staff", "service_accounts.*");
+permission("perm.staff.workspace-read", "staff", "workspace.read");
+permission("perm.staff.sso-read", "staff", "sso.read");
 permission("perm.superuser.all", "superuser", "*");
 
 # --- 3. Access grants: who reaches which server, at which level ----------------------

@@ -155,11 +155,25 @@ class AuditLog:
         server_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        before_seq: int | None = None,
+        descending: bool = False,
     ) -> list[AuditEvent]:
-        """Events in chain order after ``after_seq`` (the cursor), filtered."""
+        """Events in chain order after ``after_seq`` (and before ``before_seq``), filtered;
+        newest first with ``descending``. ``action`` is exact, or a prefix ending in ``*``."""
         query = select(AuditEvent).where(
             AuditEvent.workspace_id == workspace_id, AuditEvent.seq > after_seq
         )
+        if before_seq is not None:
+            query = query.where(AuditEvent.seq < before_seq)
+        if action:
+            if action.endswith("*"):
+                query = query.where(col(AuditEvent.action).startswith(action[:-1], autoescape=True))
+            else:
+                query = query.where(AuditEvent.action == action)
+        if outcome:
+            query = query.where(AuditEvent.outcome == outcome)
         if category:
             query = query.where(AuditEvent.category == category)
         if actor_id:
@@ -170,7 +184,8 @@ class AuditLog:
             query = query.where(AuditEvent.ts >= since)
         if until:
             query = query.where(AuditEvent.ts < until)
-        query = query.order_by(col(AuditEvent.seq)).limit(max(1, min(limit, 1000)))
+        order = col(AuditEvent.seq).desc() if descending else col(AuditEvent.seq)
+        query = query.order_by(order).limit(max(1, min(limit, 1001)))
         async with self.db.transaction() as s:
             return list((await s.exec(query)).all())
 

@@ -140,3 +140,8 @@ def check_open(level: AccessLevel, unix_user: str) -> None:
         raise AccessDenied(f"access level {level} cannot open a terminal on this server")
     if unix_user == ROOT and level is not AccessLevel.FULL:
         raise AccessDenied("only full access may open a root shell")
+
+
+grant_matches = _matches
+"""Whether a stored grant's selector matches a server (given its server-group ids); the
+API's grant filter uses the very function access resolution does."""

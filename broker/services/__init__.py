@@ -20,6 +20,7 @@ from broker.services.factors import FactorService
 from broker.services.grants import GrantService
 from broker.services.inventory import ServerGroupService, ServerService
 from broker.services.lifecycle import IdentityLifecycleService
+from broker.services.service_accounts import ServiceAccountService
 from broker.services.sessions import RecordingService, SessionService
 from broker.services.sso import SsoService
 from broker.services.workspaces import WorkspaceService
@@ -39,6 +40,7 @@ __all__ = [
     "RecordingService",
     "ServerGroupService",
     "ServerService",
+    "ServiceAccountService",
     "Services",
     "SessionService",
     "SsoService",
@@ -64,6 +66,7 @@ TENANT_SERVICES: tuple[type[Service], ...] = (
     FactorService,
     SsoService,
     IdentityLifecycleService,
+    ServiceAccountService,
 )
 
 
@@ -89,6 +92,7 @@ class Services:
     factors: FactorService
     sso: SsoService
     lifecycle: IdentityLifecycleService
+    service_accounts: ServiceAccountService
 
     @classmethod
     def build(cls, db: Database, audit: AuditLog, *, clock: Clock = utcnow) -> Services:
@@ -111,4 +115,5 @@ class Services:
             factors=FactorService(db, audit, clock=clock),
             sso=SsoService(db, audit, clock=clock),
             lifecycle=IdentityLifecycleService(db, audit, clock=clock),
+            service_accounts=ServiceAccountService(db, audit, clock=clock),
         )

@@ -26,7 +26,7 @@ from broker.services.base import (
     unique,
 )
 from broker.services.directory import normalise_email
-from broker.store.models import Invitation, LoginState, Role, User, new_id
+from broker.store.models import Invitation, LoginState, Role, User, UserKind, new_id
 
 __all__ = ["AccountService"]
 
@@ -119,6 +119,8 @@ class AccountService(Service):
     ) -> User:
         async with self.db.transaction() as s:
             user = await fetch(s, User, workspace_id, user_id)
+            if user.kind is UserKind.SERVICE:
+                raise InvalidInput("a service account has no password; it uses its tokens")
             user.password_hash = password_hash
             user.must_change_password = False
             s.add(user)

@@ -32,15 +32,22 @@ from broker.store.models import (
     Server,
     TokenScope,
     User,
+    UserKind,
     new_id,
 )
 
-__all__ = ["AgentService", "TokenService"]
+__all__ = ["AgentService", "TokenService", "actor_of"]
 
 TOKEN_PREFIX = "crlpat"  # noqa: S105 (a prefix, not a secret)
 REGISTRATION_PREFIX = "crlreg"
 AGENT_PREFIX = "crlagt"
 TOKEN_LIFETIMES_DAYS = (30, 90, 365, None)
+
+
+def actor_of(user: User, credential_id: str = "") -> Actor:
+    """Who a user row is in the audit log: a person (``user``) or a service account."""
+    kind = "service" if user.kind is UserKind.SERVICE else "user"
+    return Actor(kind, user.id, credential_id)
 
 
 class TokenService(Service):
@@ -73,6 +80,7 @@ class TokenService(Service):
                 secret_hash=digest,
                 created_at=now,
                 expires_at=None if expires_in_days is None else now + timedelta(expires_in_days),
+                created_by=actor.id or None,
             )
             s.add(token)
             await s.flush()
@@ -96,6 +104,10 @@ class TokenService(Service):
         async with self.db.transaction() as s:
             return list((await s.exec(query.order_by(col(ApiToken.created_at)))).all())
 
+    async def get(self, workspace_id: str, token_id: str) -> ApiToken:
+        async with self.db.transaction() as s:
+            return await fetch(s, ApiToken, workspace_id, token_id)
+
     async def revoke(self, workspace_id: str, token_id: str, *, actor: Actor) -> ApiToken:
         async with self.db.transaction() as s:
             token = await fetch(s, ApiToken, workspace_id, token_id)
@@ -112,8 +124,14 @@ class TokenService(Service):
                 )
             return token
 
-    async def authenticate(self, secret: str) -> tuple[ApiToken, User]:
-        """The live token and its enabled user, or :class:`AuthenticationFailed`."""
+    async def authenticate(
+        self, secret: str, *, request_line: str | None = None
+    ) -> tuple[ApiToken, User]:
+        """The live token and its enabled user, or :class:`AuthenticationFailed`.
+
+        With ``request_line`` (``"GET /api/v1/servers"``) the call is audited as
+        ``api.request`` under the token's id, in the same transaction as ``last_used_at``.
+        """
         try:
             ident = parse_secret(TOKEN_PREFIX, secret)
         except InvalidInput:
@@ -136,13 +154,24 @@ class TokenService(Service):
             else:
                 token.last_used_at = now
                 s.add(token)
+                if request_line is not None:
+                    method, _, path = request_line.partition(" ")
+                    await self.audit.emit(
+                        token.workspace_id,
+                        Category.RESOURCE_ACCESS,
+                        "api.request",
+                        actor=actor_of(user, token.id),
+                        target=path[:200],
+                        details={"method": method[:10], "scope": str(token.scope)},
+                        session=s,
+                    )
                 return token, user
             await self.audit.emit(
                 token.workspace_id,
                 Category.AUTHENTICATION,
                 "token.refused",
                 outcome=Outcome.DENIED,
-                actor=Actor("user", user.id, token.id),
+                actor=actor_of(user, token.id),
                 details={"reason": why},
                 session=s,
             )

@@ -10,7 +10,7 @@ from sqlmodel import col, delete
 from broker.audit import SYSTEM, Actor, Category
 from broker.errors import InvalidInput
 from broker.services.base import Service, fetch, scoped, unique
-from broker.store.models import GroupMembership, Role, User, UserGroup
+from broker.store.models import GroupMembership, Role, User, UserGroup, UserKind
 
 __all__ = ["GroupService", "UserService", "normalise_email"]
 
@@ -78,6 +78,53 @@ class UserService(Service):
         async with self.db.transaction() as s:
             return list((await s.exec(scoped(User, workspace_id).order_by(col(User.email)))).all())
 
+    async def page(
+        self,
+        workspace_id: str,
+        *,
+        kind: UserKind | None = None,
+        role: Role | None = None,
+        disabled: bool | None = None,
+        email_prefix: str | None = None,
+        after_email: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[User]:
+        """Up to ``limit`` users ordered by email, after ``after_email`` (keyset paging)."""
+        query = scoped(User, workspace_id)
+        if kind is not None:
+            query = query.where(User.kind == kind)
+        if role is not None:
+            query = query.where(User.role == role)
+        if disabled is not None:
+            query = query.where(User.disabled == disabled)
+        if email_prefix:
+            query = query.where(
+                col(User.email).startswith(email_prefix.strip().lower(), autoescape=True)
+            )
+        if after_email is not None:
+            query = query.where(col(User.email) > after_email)
+        query = query.order_by(col(User.email)).limit(max(1, min(limit, 1001)))
+        async with self.db.transaction() as s:
+            return list((await s.exec(query)).all())
+
+    async def update(
+        self, workspace_id: str, user_id: str, *, display_name: str, actor: Actor
+    ) -> User:
+        async with self.db.transaction() as s:
+            user = await fetch(s, User, workspace_id, user_id)
+            before, user.display_name = user.display_name, display_name[:200]
+            s.add(user)
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "user.updated",
+                actor=actor,
+                target=user.id,
+                details={"display_name": {"from": before, "to": user.display_name}},
+                session=s,
+            )
+            return user
+
     async def set_role(self, workspace_id: str, user_id: str, role: Role, *, actor: Actor) -> User:
         async with self.db.transaction() as s:
             user = await fetch(s, User, workspace_id, user_id)
@@ -141,6 +188,35 @@ class GroupService(Service):
         async with self.db.transaction() as s:
             query = scoped(UserGroup, workspace_id).order_by(col(UserGroup.name))
             return list((await s.exec(query)).all())
+
+    async def update(
+        self,
+        workspace_id: str,
+        group_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        actor: Actor,
+    ) -> UserGroup:
+        async with self.db.transaction() as s:
+            group = await fetch(s, UserGroup, workspace_id, group_id)
+            changes: dict[str, str] = {}
+            if name is not None and name != group.name:
+                changes["name"] = group.name = _name(name, "group")
+            if description is not None and description != group.description:
+                changes["description"] = group.description = description[:1000]
+            s.add(group)
+            await unique(s, f"group {name!r}")
+            await self.audit.emit(
+                workspace_id,
+                Category.CONFIGURATION,
+                "group.updated",
+                actor=actor,
+                target=group.id,
+                details=changes,
+                session=s,
+            )
+            return group
 
     async def delete(self, workspace_id: str, group_id: str, *, actor: Actor) -> None:
         async with self.db.transaction() as s:

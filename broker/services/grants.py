@@ -85,6 +85,10 @@ class GrantService(Service):
         async with self.db.transaction() as s:
             return list((await s.exec(query.order_by(col(AccessGrant.created_at)))).all())
 
+    async def get(self, workspace_id: str, grant_id: str) -> AccessGrant:
+        async with self.db.transaction() as s:
+            return await fetch(s, AccessGrant, workspace_id, grant_id)
+
     async def revoke(self, workspace_id: str, grant_id: str, *, actor: Actor) -> None:
         async with self.db.transaction() as s:
             grant = await fetch(s, AccessGrant, workspace_id, grant_id)

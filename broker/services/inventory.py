@@ -148,6 +148,10 @@ class ServerGroupService(Service):
             )
             return group
 
+    async def get(self, workspace_id: str, group_id: str) -> ServerGroup:
+        async with self.db.transaction() as s:
+            return await fetch(s, ServerGroup, workspace_id, group_id)
+
     async def list(self, workspace_id: str) -> builtins.list[ServerGroup]:
         async with self.db.transaction() as s:
             query = scoped(ServerGroup, workspace_id).order_by(col(ServerGroup.name))

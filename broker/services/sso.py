@@ -32,6 +32,7 @@ from broker.store.models import (
     SsoReplay,
     User,
     UserGroup,
+    UserKind,
 )
 
 __all__ = ["SsoAssertion", "SsoService"]
@@ -264,6 +265,8 @@ class SsoService(Service):
                 created = True
             if user.disabled:
                 raise _Refusal("the account is disabled", {"user_id": user.id})
+            if user.kind is UserKind.SERVICE:
+                raise _Refusal("a service account cannot sign in", {"user_id": user.id})
             now = self.clock()
             if link is None:
                 link = SsoLink(

@@ -52,6 +52,7 @@ __all__ = [
     "TokenScope",
     "User",
     "UserGroup",
+    "UserKind",
     "Workspace",
     "new_id",
     "utcnow",
@@ -89,6 +90,13 @@ class Role(enum.StrEnum):
     USER = "user"
     STAFF = "staff"
     SUPERUSER = "superuser"
+
+
+class UserKind(enum.StrEnum):
+    """A person signs in; a service account (CI/CD) only ever uses its own tokens."""
+
+    PERSON = "person"
+    SERVICE = "service"
 
 
 class AccessLevel(enum.StrEnum):
@@ -166,6 +174,9 @@ class Workspace(SQLModel, table=True):
     # Head of the audit chain: lets verify notice events cut off the end of the chain.
     audit_head_seq: int = 0
     audit_head_hash: str = Field(default="", max_length=64)
+    # Set by DELETE /api/v1/workspace (migration 0004): every credential is revoked then,
+    # the rows and the audit chain stay for the operator (see docs/api.md).
+    deleted_at: datetime | None = _when()
 
 
 class User(SQLModel, table=True):
@@ -180,6 +191,7 @@ class User(SQLModel, table=True):
     must_change_password: bool = False
     created_at: datetime = _created()
     last_login_at: datetime | None = _when()
+    kind: UserKind = _enum(UserKind, UserKind.PERSON)  # migration 0004
 
 
 class UserGroup(SQLModel, table=True):
@@ -305,6 +317,7 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = _when()
     last_used_at: datetime | None = _when()
     revoked_at: datetime | None = _when()
+    created_by: str | None = None  # migration 0004: who minted it (service-account tokens)
 
 
 class RegistrationToken(SQLModel, table=True):

@@ -56,6 +56,7 @@ class World:
     challenge: str
     invitation: str
     provider: str
+    service_account: str = ""
 
 
 async def build_world(sv: Services, name: str) -> World:
@@ -101,7 +102,9 @@ async def build_world(sv: Services, name: str) -> World:
     )
     await sv.sso.claim_once(provider, "state-1", sv.sso.clock() + timedelta(minutes=5))
     await sv.lifecycle.open_password_reset(ws, user)
-    return World(
+    account = await sv.service_accounts.create(ws, "ci", actor=ACTOR)
+    await sv.tokens.create(ws, account.id, name="ci", scope=TokenScope.WRITE, expires_in_days=30)
+    world = World(
         ws,
         user,
         group,
@@ -122,6 +125,8 @@ async def build_world(sv: Services, name: str) -> World:
         invitation.id,
         provider.id,
     )
+    world.service_account = account.id
+    return world
 
 
 Case = Callable[[Services, World, World], Awaitable[Any]]
@@ -135,6 +140,25 @@ CASES: dict[str, Case] = {
     "UserService.set_role": lambda s, a, b: s.users.set_role(b.ws, a.user, Role.USER, actor=ACTOR),
     "UserService.set_disabled": lambda s, a, b: s.users.set_disabled(
         b.ws, a.user, True, actor=ACTOR
+    ),
+    "UserService.page": lambda s, a, b: s.users.page(b.ws, email_prefix="alice"),
+    "UserService.update": lambda s, a, b: s.users.update(
+        b.ws, a.user, display_name="x", actor=ACTOR
+    ),
+    "GroupService.update": lambda s, a, b: s.groups.update(b.ws, a.group, name="x", actor=ACTOR),
+    "GrantService.get": lambda s, a, b: s.grants.get(b.ws, a.grant),
+    "TokenService.get": lambda s, a, b: s.tokens.get(b.ws, a.token),
+    "ServerGroupService.get": lambda s, a, b: s.server_groups.get(b.ws, a.server_group),
+    "ServiceAccountService.create": lambda s, a, b: s.service_accounts.create(
+        b.ws, "ci2", actor=ACTOR
+    ),
+    "ServiceAccountService.get": lambda s, a, b: s.service_accounts.get(b.ws, a.service_account),
+    "ServiceAccountService.list": lambda s, a, b: s.service_accounts.list(b.ws),
+    "ServiceAccountService.retire": lambda s, a, b: s.service_accounts.retire(
+        b.ws, a.service_account, actor=ACTOR
+    ),
+    "WorkspaceService.delete": lambda s, a, b: s.workspaces.delete(
+        b.ws, confirm_name="b", actor=ACTOR
     ),
     "GroupService.create": lambda s, a, b: s.groups.create(b.ws, "ops2"),
     "GroupService.get": lambda s, a, b: s.groups.get(b.ws, a.group),
@@ -368,6 +392,7 @@ async def _snapshot(sv: Services, a: World) -> dict[str, Any]:
         "recording": (await sv.recordings.get(a.ws, a.recording)).model_dump(),
         "approval": (await sv.approvals.get(a.ws, a.approval)).model_dump(),
         "tokens": [t.model_dump() for t in await sv.tokens.list(a.ws)],
+        "service_account": (await sv.service_accounts.get(a.ws, a.service_account)).model_dump(),
         "credentials": [c.model_dump() for c in await sv.agents.credentials(a.ws, a.server)],
         "login_state": (await sv.accounts.login_state(a.ws, a.user)).model_dump(),
         "factors": [
