@@ -63,6 +63,8 @@ class Operation:
     scope: Scope = "read"
     """The token scope the route needs (read < write < admin)."""
     authenticated: bool = True
+    cookie_only: bool = False
+    """Only a browser session cookie reaches the route (MFA enrolment, logout): no bearer."""
     media_type: str = "application/json"
     """For non-JSON answers: ``application/x-ndjson``, ``text/event-stream``, ..."""
     description: str = ""
@@ -90,9 +92,12 @@ def _refusal(exc: ValidationError, where: str) -> BadRequest:
     return BadRequest(f"{where} field '{field}': {first['msg']}", field=field)
 
 
-async def body_of(request: Request, model: type[M]) -> M:
-    """The JSON body validated against ``model``; a 400 naming the first bad field."""
-    raw = await json_object(request)
+async def body_of(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
+    """The JSON body validated against ``model``; a 400 naming the first bad field.
+
+    ``allow_empty`` reads an empty body as ``{}`` (for bodies whose fields all have defaults).
+    """
+    raw = await json_object(request, allow_empty=allow_empty)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from api.approvals import approval_routes
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
+from api.openapi import openapi_routes
 from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
@@ -82,6 +83,7 @@ def create_app(
             *server_routes(),
             *policy_routes(),
             *approval_routes(),
+            *openapi_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,
