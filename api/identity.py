@@ -33,7 +33,7 @@ __all__ = [
 ALL_STATES = tuple(BrowserSessionState)
 MAX_FIELD = 1024
 
-Email = Annotated[str, Field(min_length=1, max_length=320)]
+Email = Annotated[str, Field(min_length=1, max_length=320, json_schema_extra={"format": "email"})]
 Secret = Annotated[str, Field(min_length=1, max_length=MAX_FIELD)]
 
 

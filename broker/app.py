@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from api.agents import agent_routes
 from api.approvals import approval_routes
+from api.guard import RefuseNul
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
@@ -85,6 +87,7 @@ def create_app(
             *approval_routes(),
             *openapi_routes(),
         ],
+        middleware=[Middleware(RefuseNul)],
         exception_handlers={
             ApiError: problem_handler,
             CorralError: problem_handler,
