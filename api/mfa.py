@@ -367,7 +367,7 @@ async def new_recovery_codes(request: Request) -> JSONResponse:
     body=SendCode,
     ok=CodeSent,
     cookie_only=True,
-    errors=(409, 429, 502),
+    errors=(404, 409, 429, 502),
 )
 async def send_code(request: Request) -> JSONResponse:
     identity = identity_of(request)
@@ -386,6 +386,7 @@ async def send_code(request: Request) -> JSONResponse:
     tag="mfa",
     ok=WebAuthnOptions,
     cookie_only=True,
+    errors=(400,),
 )
 async def webauthn_options(request: Request) -> JSONResponse:
     identity = identity_of(request)
@@ -423,7 +424,7 @@ async def _verify(
     body=Verify,
     ok=SessionAnswer,
     cookie_only=True,
-    errors=(429,),
+    errors=(404, 429),
 )
 async def verify(request: Request) -> JSONResponse:
     return await _verify(request, PENDING, "login")
@@ -435,7 +436,7 @@ async def verify(request: Request) -> JSONResponse:
     body=Verify,
     ok=SessionAnswer,
     cookie_only=True,
-    errors=(429,),
+    errors=(404, 429),
 )
 async def step_up(request: Request) -> JSONResponse:
     return await _verify(request, ACTIVE, "step-up")

@@ -48,6 +48,8 @@ from broker.bootstrap import initialise
 from broker.runtime import open_runtime
 from broker.settings import load_settings
 from broker.store.models import Role, TokenScope
+from idp import Identity
+from idp.sessions import COOKIE, CSRF_HEADER
 from tests.conftest import POSTGRES_URL, _pg_exec, _with_db
 from tests.integration.conftest import bind
 
@@ -72,6 +74,7 @@ CHECKS = [
 ]
 EXCLUDED = {("GET", "/api/v1/events")}
 NO_REAL_IDS = {("POST", "/api/v1/users/{user_id}/disable")}
+ENDS_THE_SESSION = {("POST", "/api/v1/auth/logout")}
 MAX_EXAMPLES = 10
 POSITIVE = GenerationMode.POSITIVE
 
@@ -81,14 +84,17 @@ class Live:
     url: str = ""
     admin: str = ""
     read: str = ""
+    cookie: str = ""
+    csrf: str = ""
     ids: dict[str, str] = field(default_factory=dict)
     ready: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     server: uvicorn.Server | None = None
 
 
-async def _seed(runtime: Any, live: Live, data_dir: Path) -> None:
-    """Give the id-bearing reads something real to find."""
+async def _seed(runtime: Any, identity: Identity, live: Live, data_dir: Path) -> None:
+    """Tokens and a browser session for the superuser; something real for the id-bearing
+    reads to find."""
     services = runtime.services
     init = await initialise(services)
     ws, admin = init.workspace.id, init.admin
@@ -97,6 +103,13 @@ async def _seed(runtime: Any, live: Live, data_dir: Path) -> None:
     _, live.read = await services.tokens.create(
         ws, admin.id, name="read", scope=TokenScope.READ, expires_in_days=30, actor=SYSTEM
     )
+    password = f"pw-{uuid.uuid4().hex}"
+    await identity.login.set_password(ws, admin.id, password, actor=SYSTEM)
+    signed_in = await identity.browser.password_login(
+        ws, admin.email, password, source="127.0.0.1", user_agent="schemathesis"
+    )
+    live.cookie = signed_in.secret
+    live.csrf = identity.browser.csrf_token(signed_in.secret)
     _, registration = await services.agents.create_registration_token(ws)
     server, _, _ = await services.agents.register(
         registration, name="web-1", platform="Debian GNU/Linux 12", tags={"env": "test"}
@@ -134,8 +147,11 @@ def _serve(live: Live, database_url: str, data_dir: Path) -> None:
             cwd=data_dir,
         )
         async with open_runtime(settings) as runtime:
-            await _seed(runtime, live, data_dir)
-            config = uvicorn.Config(create_app(runtime), lifespan="on", log_level="warning")
+            services = runtime.services
+            identity = Identity.build(services, services.audit.key, runtime.settings)
+            await _seed(runtime, identity, live, data_dir)
+            app = create_app(runtime, identity=identity)
+            config = uvicorn.Config(app, lifespan="on", log_level="warning")
             live.server = uvicorn.Server(config)
             live.url = f"http://127.0.0.1:{port}"
             serving = asyncio.create_task(live.server.serve(sockets=[sock]))
@@ -173,17 +189,23 @@ def live(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def _exercise(
-    live: Live, token: str, *, real_ids: bool = False, mode: GenerationMode = POSITIVE
+    live: Live,
+    token: str | None,
+    *,
+    real_ids: bool = False,
+    mode: GenerationMode = POSITIVE,
 ) -> list[str]:
-    """Run every operation; the failures, one line each (empty when all conform)."""
+    """Run every operation with a bearer ``token`` (``None``: the browser session cookie
+    and its CSRF header); the failures, one paragraph each (empty when all conform)."""
     schema = schemathesis.openapi.from_url(live.url + OPENAPI_PATH)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"} if token else {CSRF_HEADER: live.csrf}
+    cookies = {} if token else {COOKIE: live.cookie}
     failures: list[str] = []
     ran = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         key = (operation.method.upper(), operation.path)
-        if key in EXCLUDED:
+        if key in EXCLUDED or (token is None and key in ENDS_THE_SESSION):
             continue
         overrides: dict[str, Any] | None = None
         if real_ids:
@@ -204,14 +226,16 @@ def _exercise(
         )
         @given(case=operation.as_strategy(mode, path_parameters=overrides))
         def check(case: Any) -> None:
-            case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
+            case.call_and_validate(
+                base_url=live.url, headers=headers, cookies=cookies, checks=CHECKS
+            )
 
         ran += 1
         try:
             check()
         except hypothesis.errors.Unsatisfiable:
             assert mode is not POSITIVE, operation.label  # negative: nothing here to break
-        except Exception as exc:
+        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup
             failures.append(f"{operation.label}: {str(exc).strip()[:2000]}")
     assert ran > (5 if real_ids else 40), f"only {ran} operations ran"
     return failures
@@ -234,6 +258,13 @@ def test_malformed_requests_are_refused_as_documented(live: Live) -> None:
 @pytest.mark.slow
 def test_every_operation_conforms_with_a_read_token(live: Live) -> None:
     failures = _exercise(live, live.read)
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.slow
+def test_every_operation_conforms_in_a_browser_session(live: Live) -> None:
+    """The cookie session reaches the MFA and session routes a bearer token cannot."""
+    failures = _exercise(live, None)
     assert not failures, "\n\n".join(failures)
 
 
