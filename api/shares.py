@@ -14,12 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from api.auth import authenticate
-from api.problems import NotFoundProblem
+from api.auth import Principal, authenticate
+from api.problems import Forbidden, NotFoundProblem
 from api.sessions import STAFF, StrictInt, TerminalTicket, gateway_of, need_write, websocket_url
 from api.spec import Model, body_of, operation
 from api.state import services_of
+from broker.audit import Category, Outcome
 from broker.gateway import SessionUnavailable
+from broker.gateway.shares import ShareRefused
+from broker.store.models import TokenScope
 
 __all__ = ["share_routes"]
 
@@ -174,8 +177,10 @@ async def revoke_share(request: Request) -> Response:
     status=201,
 )
 async def join_share(request: Request) -> JSONResponse:
+    """A read-write link needs a token with the write scope (a read token may watch)."""
     services = services_of(request)
     principal = await authenticate(request, services)
+    await _writable_or_refuse(request, principal)
     try:
         session_id, ticket = await gateway_of(request.app).join(
             principal.workspace_id, request.path_params["secret"], principal.user, principal.actor
@@ -183,6 +188,28 @@ async def join_share(request: Request) -> JSONResponse:
     except SessionUnavailable:
         raise NotFoundProblem("unknown or expired share link") from None
     return _terminal_answer(request, session_id, ticket)
+
+
+async def _writable_or_refuse(request: Request, principal: Principal) -> None:
+    if principal.scope is not TokenScope.READ:
+        return
+    gateway = gateway_of(request.app)
+    try:
+        share = gateway.shares.redeem(request.path_params["secret"])
+    except ShareRefused:
+        return  # the join answers this link's 404 itself (and audits it)
+    if share.read_only or share.workspace_id != principal.workspace_id:
+        return
+    await services_of(request).audit.emit(
+        principal.workspace_id,
+        Category.AUTHORIZATION,
+        "session.join_refused",
+        outcome=Outcome.DENIED,
+        actor=principal.actor,
+        session_id=share.session_id,
+        details={"reason": "read-scope token", "share_id": share.id},
+    )
+    raise Forbidden("joining a read-write share needs a token with the write scope")
 
 
 @operation(
