@@ -77,6 +77,17 @@ class CodeEnrolment(BaseModel):
     code_sent: bool
 
 
+CODE_ENROL: dict[str, Any] = {
+    "tag": "mfa",
+    "body": CodeEnrol,
+    "ok": CodeEnrolment,
+    "status": 201,
+    "cookie_only": True,
+    "errors": (409, 429, 502),
+}
+"""What enrolling email and SMS codes share (two routes, one contract)."""
+
+
 class Confirm(Model):
     code: Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -200,28 +211,12 @@ async def enrol_totp(request: Request) -> JSONResponse:
     )
 
 
-@operation(
-    summary="Start enrolling email codes (a code is sent)",
-    tag="mfa",
-    body=CodeEnrol,
-    ok=CodeEnrolment,
-    status=201,
-    cookie_only=True,
-    errors=(409, 429, 502),
-)
+@operation(summary="Start enrolling email codes (a code is sent)", **CODE_ENROL)
 async def enrol_email(request: Request) -> JSONResponse:
     return await _enrol_code(request, FactorKind.EMAIL)
 
 
-@operation(
-    summary="Start enrolling SMS codes (a code is sent)",
-    tag="mfa",
-    body=CodeEnrol,
-    ok=CodeEnrolment,
-    status=201,
-    cookie_only=True,
-    errors=(409, 429, 502),
-)
+@operation(summary="Start enrolling SMS codes (a code is sent)", **CODE_ENROL)
 async def enrol_sms(request: Request) -> JSONResponse:
     return await _enrol_code(request, FactorKind.SMS)
 
@@ -394,6 +389,16 @@ async def webauthn_options(request: Request) -> JSONResponse:
     return JSONResponse(await identity.webauthn.authentication_options(row.workspace_id, user.id))
 
 
+VERIFY: dict[str, Any] = {
+    "tag": "mfa",
+    "body": Verify,
+    "ok": SessionAnswer,
+    "cookie_only": True,
+    "errors": (404, 429),
+}
+"""What verifying at login and stepping up share."""
+
+
 async def _verify(
     request: Request, allow: tuple[BrowserSessionState, ...], purpose: str
 ) -> JSONResponse:
@@ -418,26 +423,12 @@ async def _verify(
     return session_answer(request, row, secret, extra=extra)
 
 
-@operation(
-    summary="Pass MFA at login",
-    tag="mfa",
-    body=Verify,
-    ok=SessionAnswer,
-    cookie_only=True,
-    errors=(404, 429),
-)
+@operation(summary="Pass MFA at login", **VERIFY)
 async def verify(request: Request) -> JSONResponse:
     return await _verify(request, PENDING, "login")
 
 
-@operation(
-    summary="Step up: verify a factor again in an active session",
-    tag="mfa",
-    body=Verify,
-    ok=SessionAnswer,
-    cookie_only=True,
-    errors=(404, 429),
-)
+@operation(summary="Step up: verify a factor again in an active session", **VERIFY)
 async def step_up(request: Request) -> JSONResponse:
     return await _verify(request, ACTIVE, "step-up")
 
