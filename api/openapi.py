@@ -131,8 +131,8 @@ def package_version() -> str:
 
 
 def _operation_ids(found: list[RoutedOperation]) -> dict[tuple[str, str], str]:
-    """The handler's name, or ``module_name`` where two modules use the same name; a
-    handler serving several methods gets the method appended."""
+    """The handler's name, or ``module_name`` where two handlers share a name; a handler
+    serving several methods gets the method appended (and a number, if still taken)."""
     names: dict[tuple[str, str], str] = {}
     by_name: dict[str, set[object]] = {}
     for op in found:
@@ -145,6 +145,10 @@ def _operation_ids(found: list[RoutedOperation]) -> dict[tuple[str, str], str]:
             name = f"{endpoint.__module__.rsplit('.', 1)[-1]}_{name}"
         if name in seen:
             name = f"{name}_{op.method.lower()}"
+        base, n = name, 1
+        while name in seen:
+            n += 1
+            name = f"{base}_{n}"
         seen.add(name)
         names[(op.path, op.method)] = name
     return names
@@ -300,6 +304,8 @@ def build_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1.0 document for every declared operation among ``routes``."""
     found = [op for op in operations(routes) if op.spec is not None]
     refs, components = _schemas(found)
+    if "Problem" in components:
+        raise ValueError("a request or answer model must not be named Problem (the errors' schema)")
     components["Problem"] = PROBLEM_SCHEMA
     ids = _operation_ids(found)
     paths: dict[str, dict[str, Any]] = {}

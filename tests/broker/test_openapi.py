@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import jsonschema_rs
 import pytest
+from pydantic import BaseModel
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 
 import api.openapi
 from api.openapi import OPENAPI_PATH, build_document, operations
+from api.spec import operation
 from broker.app import create_app
 from broker.audit import SYSTEM
 from broker.policy import PolicyRuntime, PolicySource
@@ -229,3 +231,30 @@ async def test_text_no_store_can_hold_is_refused(env: Env) -> None:
     assert path.status_code == 404 and path.headers["content-type"] == PROBLEM
     query = await env.client.get("/api/v1/recordings?session_id=%00", headers=env.headers)
     assert query.status_code == 400 and query.headers["content-type"] == PROBLEM
+
+
+def test_models_with_the_same_name_stay_apart() -> None:
+    """Route modules written apart may both call a model ``Out``; neither may shadow the
+    shared ``Problem`` schema."""
+    one = type("Out", (BaseModel,), {"__annotations__": {"a": int}, "__module__": "x.one"})
+    two = type("Out", (BaseModel,), {"__annotations__": {"b": str}, "__module__": "x.two"})
+
+    def route(path: str, ok: type[BaseModel]) -> Route:
+        @operation(summary=path, tag="meta", ok=ok, authenticated=False)
+        async def handler(request: Request) -> JSONResponse:
+            return JSONResponse({})
+
+        return Route(path, handler, methods=["GET"])
+
+    document = build_document([route("/one", one), route("/two", two), route("/2", two)])
+    refs = [
+        document["paths"][p]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        for p in ("/one", "/two")
+    ]
+    assert refs[0] != refs[1]
+    schemas = document["components"]["schemas"]
+    assert {r["$ref"].rsplit("/", 1)[1] for r in refs} <= set(schemas)
+    assert len({document["paths"][p]["get"]["operationId"] for p in ("/one", "/two", "/2")}) == 3
+    problem = type("Problem", (BaseModel,), {"__annotations__": {"a": int}})
+    with pytest.raises(ValueError, match="Problem"):
+        build_document([route("/three", problem)])
