@@ -13,8 +13,8 @@ from starlette.routing import BaseRoute, Route
 from api.auth import authenticate, browser_session, client_source, identity_of
 from api.problems import BadRequest, Forbidden, Unauthorized
 from api.routes import UserRef
-from api.sessions import StrictInt, need_write
-from api.spec import Model, body_of, operation
+from api.sessions import need_write
+from api.spec import Model, StrictInt, body_of, operation
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 
 from api.auth import Principal, authenticate
 from api.problems import ApiError, Forbidden, NotFoundProblem
-from api.spec import Model, body_of, operation, query_of
+from api.spec import Model, StrictInt, body_of, operation, query_of
 from api.state import services_of
 from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
@@ -32,7 +32,6 @@ from broker.store.models import Role, TokenScope
 
 __all__ = [
     "STAFF",
-    "StrictInt",
     "TerminalTicket",
     "UnixUser",
     "gateway_of",
@@ -44,8 +43,6 @@ __all__ = [
 UNIX_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 STAFF = (Role.STAFF, Role.SUPERUSER)
 
-StrictInt = Annotated[int, Field(strict=True)]
-"""JSON integers only: ``true`` or ``"80"`` are refused, as the hand-written checks did."""
 UnixUser = Annotated[str, Field(pattern=UNIX_USER.pattern, description="A Unix user name.")]
 
 

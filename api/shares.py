@@ -16,8 +16,8 @@ from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
 from api.problems import Forbidden, NotFoundProblem
-from api.sessions import STAFF, StrictInt, TerminalTicket, gateway_of, need_write, websocket_url
-from api.spec import Model, body_of, operation
+from api.sessions import STAFF, TerminalTicket, gateway_of, need_write, websocket_url
+from api.spec import Model, StrictInt, body_of, operation
 from api.state import services_of
 from broker.audit import Category, Outcome
 from broker.gateway import SessionUnavailable

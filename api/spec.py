@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from api.bodies import json_object
@@ -28,6 +28,7 @@ from api.problems import BadRequest
 __all__ = [
     "Model",
     "Operation",
+    "StrictInt",
     "body_of",
     "operation",
     "operation_of",
@@ -39,6 +40,11 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
 
 _ATTRIBUTE = "__corral_operation__"
+
+
+StrictInt = Annotated[int, Field(strict=True)]
+"""A JSON integer only, for body fields: ``true`` or ``"80"`` are refused (pydantic's lax
+mode would take them). Query strings are text, so their integers stay lax."""
 
 
 class Model(BaseModel):
