@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -18,8 +19,9 @@ from starlette.websockets import WebSocket
 
 from agent.build import build_zipapp, install_script
 from api.auth import authenticate
-from api.bodies import json_object
-from api.problems import BadRequest, Forbidden
+from api.problems import Forbidden
+from api.sessions import need_write
+from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of
 from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH
 from broker.store.models import Role
@@ -27,25 +29,45 @@ from broker.store.models import Role
 __all__ = ["agent_routes"]
 
 
-def _string(body: dict[str, Any], key: str, *, required: bool = True) -> str:
-    value = body.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"'{key}' must be a non-empty string")
-    return value
+class Registration(Model):
+    token: Annotated[str, Field(min_length=1)]
+    """The single-use registration token (``crlreg_…``)."""
+    name: Annotated[str, Field(min_length=1)]
+    """The host's name; registering again under the same name keeps the server."""
+    tags: dict[str, str] | None = None
+    sysinfo: dict[str, Any] | None = None
 
 
+class Registered(BaseModel):
+    server_id: str
+    server_name: str
+    workspace_id: str
+    secret: str
+    """The agent's credential, shown once."""
+
+
+class RegistrationToken(BaseModel):
+    token: str
+    expires_at: str
+    install: str
+    """A shell line that installs and registers the agent on a host."""
+
+
+@operation(
+    summary="Register an agent with a registration token",
+    tag="servers",
+    body=Registration,
+    ok=Registered,
+    status=201,
+    authenticated=False,
+    errors=(401,),
+)
 async def register(request: Request) -> JSONResponse:
-    body = await json_object(request)
-    token = _string(body, "token")
-    name = _string(body, "name")
-    tags = body.get("tags") or {}
-    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        raise BadRequest("'tags' must be an object of strings")
-    sysinfo = body.get("sysinfo") or {}
-    if not isinstance(sysinfo, dict):
-        raise BadRequest("'sysinfo' must be an object")
+    """Trades a single-use registration token for an agent credential."""
+    body = await body_of(request, Registration)
+    token, name = body.token, body.name
+    tags = body.tags or {}
+    sysinfo = body.sysinfo or {}
     platform = sysinfo.get("platform")
     platform_name = platform.get("pretty_name", "") if isinstance(platform, dict) else ""
     client = request.client
@@ -67,11 +89,19 @@ async def register(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="Create a server registration token (staff)",
+    tag="servers",
+    ok=RegistrationToken,
+    status=201,
+    scope="write",
+)
 async def registration_token(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     principal = await authenticate(request, runtime.services)
     if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
         raise Forbidden("registering servers needs the staff or superuser role")
+    need_write(principal)
     ttl = runtime.settings.registration_token_ttl_seconds
     row, secret = await runtime.services.agents.create_registration_token(
         principal.workspace_id, ttl_seconds=ttl, actor=principal.actor
@@ -87,6 +117,12 @@ async def registration_token(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="The agent's install script",
+    tag="servers",
+    authenticated=False,
+    media_type="text/x-shellscript",
+)
 async def install_sh(request: Request) -> Response:
     url = runtime_of(request).settings.effective_public_url
     return PlainTextResponse(install_script(url), media_type="text/x-shellscript")
@@ -103,6 +139,12 @@ def _build_once(target: Path) -> None:
         partial.replace(target)
 
 
+@operation(
+    summary="The agent as one Python zipapp",
+    tag="servers",
+    authenticated=False,
+    media_type="application/zip",
+)
 async def agent_pyz(request: Request) -> Response:
     """The agent as one file, built from this broker's own code on first request."""
     target = runtime_of(request).settings.data_dir / "dist" / "corral-agent.pyz"

@@ -13,17 +13,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
-from api.bodies import json_object
-from api.problems import BadRequest, NotFoundProblem
+from api.problems import NotFoundProblem
 from api.sessions import STAFF, gateway_of, need_write
+from api.spec import Model, body_of, operation, query_of
 from api.state import services_of
 from broker.enforce import ApprovalDesk
 from broker.errors import NotFound
@@ -33,6 +34,34 @@ from broker.store.models import Approval, ApprovalStatus
 __all__ = ["approval_routes"]
 
 HEARTBEAT_SECONDS = 15.0
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    status: ApprovalStatus
+    command: str
+    rule_id: str
+    requester_id: str
+    approvers: list[str]
+    server_id: str | None
+    session_id: str | None
+    created_at: str | None
+    expires_at: str | None
+    decided_by: str | None
+    decided_at: str | None
+    reason: str
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+class ApprovalQuery(Model):
+    status: ApprovalStatus | None = None
+
+
+class Decision(Model):
+    reason: Annotated[str, Field(max_length=500)] = ""
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -92,14 +121,16 @@ def _visible(principal: Principal, approval: Approval) -> bool:
     return principal.user.role in STAFF or me == approval.requester_id or me in approval.approvers
 
 
+@operation(
+    summary="Approvals the caller asked for or may decide (staff: all)",
+    tag="approvals",
+    query=ApprovalQuery,
+    ok=ApprovalList,
+)
 async def list_approvals(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    raw = request.query_params.get("status")
-    try:
-        status = ApprovalStatus(raw) if raw else None
-    except ValueError:
-        raise BadRequest("status must be pending, approved, denied or expired") from None
+    status = query_of(request, ApprovalQuery).status
     rows = await services.approvals.list(principal.workspace_id, status=status)
     return JSONResponse({"approvals": [approval_json(a) for a in rows if _visible(principal, a)]})
 
@@ -115,6 +146,7 @@ async def _visible_approval(request: Request, principal: Principal) -> Approval:
     return approval
 
 
+@operation(summary="One approval", tag="approvals", ok=ApprovalOut)
 async def get_approval(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
     return JSONResponse(approval_json(await _visible_approval(request, principal)))
@@ -124,10 +156,7 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     need_write(principal)
-    data = await json_object(request, allow_empty=True)
-    reason = data.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > 500:
-        raise BadRequest("reason must be a string of at most 500 characters")
+    reason = (await body_of(request, Decision, allow_empty=True)).reason
     approval = await _visible_approval(request, principal)
     desk = desk_of(request.app)
     if desk is not None:
@@ -154,14 +183,35 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
     return JSONResponse(approval_json(decided))
 
 
+@operation(
+    summary="Approve (the held command runs at once)",
+    tag="approvals",
+    body=Decision,
+    ok=ApprovalOut,
+    scope="write",
+    errors=(409,),
+)
 async def approve(request: Request) -> JSONResponse:
     return await _decide(request, True)
 
 
+@operation(
+    summary="Deny (the held command is discarded)",
+    tag="approvals",
+    body=Decision,
+    ok=ApprovalOut,
+    scope="write",
+    errors=(409,),
+)
 async def deny(request: Request) -> JSONResponse:
     return await _decide(request, False)
 
 
+@operation(
+    summary="Live events for the caller (Server-Sent Events)",
+    tag="approvals",
+    media_type="text/event-stream",
+)
 async def events(request: Request) -> StreamingResponse:
     """Server-Sent Events for the caller: ``approval.requested``, ``approval.decided``,
     ``approval.closed``; a comment line every 15 s keeps proxies from timing it out."""

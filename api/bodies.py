@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from api.problems import BadRequest
 
-__all__ = ["MAX_BODY_BYTES", "json_object"]
+__all__ = ["MAX_BODY_BYTES", "json_object", "storable"]
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -29,17 +29,40 @@ async def json_object(
         raise BadRequest("request body must be a JSON object") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
-    if _has_nul(value):
-        raise BadRequest("text must not contain NUL characters")
+    if not storable(value):
+        raise BadRequest(UNSTORABLE)
     return value
 
 
-def _has_nul(value: Any) -> bool:
-    """NUL cannot be stored (PostgreSQL refuses it) and is never meaningful in a field."""
-    if isinstance(value, str):
-        return "\0" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+UNSTORABLE = "strings must be valid Unicode without NUL characters"
+
+
+def storable(value: Any) -> bool:
+    """Whether every string in a parsed JSON value (keys too) can be stored as text.
+
+    JSON may carry ``\\u0000`` and lone surrogates (``\\ud800``); neither is valid text for
+    PostgreSQL or UTF-8, so they are refused at the boundary instead of failing deep in a
+    query.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not _text_ok(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _text_ok(text: str) -> bool:
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -3,16 +3,19 @@ and sign-up. Thin: validate the body, call ``idp``, set or clear the cookies."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import authenticate, browser_session, client_source, identity_of
-from api.bodies import json_object
 from api.password_reset import forgot_password, reset_password
 from api.problems import BadRequest, Forbidden, Unauthorized
+from api.routes import UserRef
+from api.sessions import need_write
+from api.spec import Model, StrictInt, body_of, operation
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed
@@ -20,10 +23,89 @@ from broker.store.models import BrowserSession, BrowserSessionState, Role
 from idp.errors import RateLimited
 from idp.sessions import COOKIE, CSRF_COOKIE, set_session_cookies
 
-__all__ = ["identity_routes", "session_answer", "set_session_cookies", "text_field"]
+__all__ = [
+    "SessionAnswer",
+    "identity_routes",
+    "session_answer",
+    "set_session_cookies",
+    "text_field",
+]
 
 ALL_STATES = tuple(BrowserSessionState)
 MAX_FIELD = 1024
+
+Email = Annotated[str, Field(min_length=1, max_length=320, json_schema_extra={"format": "email"})]
+Secret = Annotated[str, Field(min_length=1, max_length=MAX_FIELD)]
+
+
+class SessionAnswer(BaseModel):
+    """Every login step's answer; the cookies ``corral_session`` and ``corral_csrf`` are set
+    with it. ``methods`` (login) lists the second factors on offer; ``recovery_codes`` is
+    shown once after the first factor; ``recovery_codes_left`` after using one."""
+
+    state: BrowserSessionState
+    session_id: str
+    user_id: str
+    expires_at: str
+    mfa_at: str | None
+    csrf_token: str
+    """Send it back as the ``X-Corral-CSRF`` header on unsafe requests."""
+    methods: list[str] | None = None
+    recovery_codes: list[str] | None = None
+    recovery_codes_left: int | None = None
+
+
+class Login(Model):
+    email: Email
+    password: Secret
+    workspace: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    """The workspace's name; the broker's default workspace when left out."""
+
+
+class CurrentSession(BaseModel):
+    state: BrowserSessionState
+    session_id: str
+    user: UserRef
+    expires_at: str
+    mfa_at: str | None
+    mfa_method: str | None
+    methods: list[str]
+    csrf_token: str
+
+
+class PasswordChange(Model):
+    current_password: Secret
+    new_password: Secret
+
+
+class Changed(BaseModel):
+    changed: bool
+
+
+class Invite(Model):
+    email: Email
+    role: Role = Role.USER
+    expires_in_seconds: Annotated[StrictInt, Field(ge=300, le=30 * 86400)] = 7 * 86400
+
+
+class InvitationOut(BaseModel):
+    id: str
+    email: str
+    role: Role
+    expires_at: str
+    invitation: str
+    """The sign-up secret, shown once."""
+    url: str
+
+
+class SignUp(Model):
+    invitation: Annotated[str, Field(min_length=1, max_length=200)]
+    password: Secret
+    display_name: Annotated[str, Field(max_length=200)] = ""
+
+
+class SignedUp(BaseModel):
+    user: UserRef
 
 
 def text_field(data: dict[str, Any], name: str, *, required: bool = True, limit: int = 320) -> str:
@@ -66,14 +148,19 @@ def session_answer(
     return response
 
 
+@operation(
+    summary="Log in with email and password",
+    tag="identity",
+    body=Login,
+    ok=SessionAnswer,
+    authenticated=False,
+    errors=(401, 403, 429),
+)
 async def login(request: Request) -> JSONResponse:
     services, identity = services_of(request), identity_of(request)
-    data = await json_object(request)
-    email = text_field(data, "email")
-    password = text_field(data, "password", limit=MAX_FIELD)
-    name = data.get("workspace", runtime_of(request).settings.default_workspace)
-    if not isinstance(name, str) or not 1 <= len(name) <= 100:
-        raise BadRequest("workspace must be a workspace name")
+    asked = await body_of(request, Login)
+    email, password = asked.email, asked.password
+    name = asked.workspace or runtime_of(request).settings.default_workspace
     source = client_source(request)
     origin = request.headers.get("origin")
     workspace = await services.workspaces.find(name)
@@ -105,6 +192,9 @@ async def login(request: Request) -> JSONResponse:
     return session_answer(request, outcome.session, outcome.secret, methods=outcome.methods)
 
 
+@operation(
+    summary="Log out (ends this browser session)", tag="identity", status=204, cookie_only=True
+)
 async def logout(request: Request) -> Response:
     services = services_of(request)
     row, _user, _ = await browser_session(request, allow=ALL_STATES)
@@ -116,6 +206,7 @@ async def logout(request: Request) -> Response:
     return response
 
 
+@operation(summary="This browser session", tag="identity", ok=CurrentSession, cookie_only=True)
 async def current_session(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, secret = await browser_session(request, allow=ALL_STATES)
@@ -133,12 +224,20 @@ async def current_session(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
+@operation(
+    summary="Change one's password (other browser sessions end)",
+    tag="identity",
+    body=PasswordChange,
+    ok=Changed,
+    scope="write",
+    errors=(429,),
+)
 async def change_password(request: Request) -> JSONResponse:
     services, identity = services_of(request), identity_of(request)
     principal = await authenticate(request, services)
-    data = await json_object(request)
-    current = text_field(data, "current_password", limit=MAX_FIELD)
-    new = text_field(data, "new_password", limit=MAX_FIELD)
+    need_write(principal)
+    asked = await body_of(request, PasswordChange)
+    current, new = asked.current_password, asked.new_password
     keep = principal.session.id if principal.session is not None else None
     await identity.login.change_password(
         principal.workspace_id,
@@ -151,22 +250,24 @@ async def change_password(request: Request) -> JSONResponse:
     return JSONResponse({"changed": True})
 
 
+@operation(
+    summary="Invite a person (staff; staff and superusers only by a superuser)",
+    tag="identity",
+    body=Invite,
+    ok=InvitationOut,
+    status=201,
+    scope="admin",
+    errors=(409,),
+)
 async def invite(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     if principal.user.role not in (Role.STAFF, Role.SUPERUSER) or principal.scope != "admin":
         raise Forbidden("inviting people needs a staff or superuser with admin rights")
-    data = await json_object(request)
-    email = text_field(data, "email")
-    role_name = data.get("role", "user")
-    if role_name not in {r.value for r in Role}:
-        raise BadRequest("role must be user, staff or superuser")
-    role = Role(role_name)
+    asked = await body_of(request, Invite)
+    email, role, ttl = asked.email, asked.role, asked.expires_in_seconds
     if role is not Role.USER and principal.user.role is not Role.SUPERUSER:
         raise Forbidden("only a superuser can invite staff or superusers")
-    ttl = data.get("expires_in_seconds", 7 * 86400)
-    if isinstance(ttl, bool) or not isinstance(ttl, int):
-        raise BadRequest("expires_in_seconds must be an integer")
     invitation, secret = await services.accounts.invite(
         principal.workspace_id, email, role=role, ttl_seconds=ttl, actor=principal.actor
     )
@@ -184,14 +285,19 @@ async def invite(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="Create one's account from an invitation",
+    tag="identity",
+    body=SignUp,
+    ok=SignedUp,
+    status=201,
+    authenticated=False,
+    errors=(401, 429),
+)
 async def signup(request: Request) -> JSONResponse:
     identity = identity_of(request)
-    data = await json_object(request)
-    secret = text_field(data, "invitation", limit=200)
-    password = text_field(data, "password", limit=MAX_FIELD)
-    name = data.get("display_name", "")
-    if not isinstance(name, str) or len(name) > 200:
-        raise BadRequest("display_name must be a string of at most 200 characters")
+    asked = await body_of(request, SignUp)
+    secret, password, name = asked.invitation, asked.password, asked.display_name
     try:
         user = await identity.login.sign_up(
             secret, password, display_name=name, source=client_source(request)

@@ -10,19 +10,61 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, StrictBool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
-from api.bodies import json_object
-from api.problems import BadRequest, Forbidden, NotFoundProblem
+from api.problems import Forbidden, NotFoundProblem
+from api.spec import Model, body_of, operation, query_of
 from api.state import services_of
-from broker.store.models import BrowserSession, Role, TokenScope
+from broker.store.models import BrowserSession, BrowserSessionState, Role, TokenScope
 
 __all__ = ["identity_admin_routes"]
 
 STAFF = (Role.STAFF, Role.SUPERUSER)
+
+
+class BrowserSessionOut(BaseModel):
+    id: str
+    user_id: str
+    state: BrowserSessionState
+    created_at: str
+    last_seen_at: str
+    expires_at: str
+    mfa_at: str | None
+    mfa_method: str | None
+    source: str
+    user_agent: str
+    current: bool
+    """Whether this is the session making the request."""
+
+
+class BrowserSessionList(BaseModel):
+    sessions: list[BrowserSessionOut]
+
+
+class SessionQuery(Model):
+    user_id: str | None = None
+    """Another person's sessions (staff or superuser with admin rights); default: one's own."""
+
+
+class SecuritySettings(BaseModel):
+    mfa_required: bool
+    mfa_hardware_only: bool
+
+
+class SecurityChange(Model):
+    """Only the settings given change (``null`` or left out: unchanged)."""
+
+    mfa_required: StrictBool | None = None
+    mfa_hardware_only: StrictBool | None = None
+
+
+class MfaReset(BaseModel):
+    factors_removed: int
+    sessions_revoked: int
 
 
 def _is_admin(principal: Principal, roles: tuple[Role, ...] = STAFF) -> bool:
@@ -45,10 +87,17 @@ def session_view(row: BrowserSession, current: str) -> dict[str, Any]:
     }
 
 
+@operation(
+    summary="Browser sessions (one's own, or a person's as staff)",
+    tag="identity",
+    query=SessionQuery,
+    ok=BrowserSessionList,
+    errors=(403,),
+)
 async def list_sessions(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    user_id = request.query_params.get("user_id", principal.user.id)
+    user_id = query_of(request, SessionQuery).user_id or principal.user.id
     if user_id != principal.user.id and not _is_admin(principal):
         raise Forbidden("listing another person's sessions needs staff or superuser rights")
     rows = await services.browser_sessions.list(principal.workspace_id, user_id=user_id)
@@ -56,6 +105,7 @@ async def list_sessions(request: Request) -> JSONResponse:
     return JSONResponse({"sessions": [session_view(r, current) for r in rows]})
 
 
+@operation(summary="End a browser session", tag="identity", status=204)
 async def revoke_session(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -73,31 +123,48 @@ async def revoke_session(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation(summary="The workspace's MFA rules", tag="admin", ok=SecuritySettings)
 async def security_settings(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if request.method == "PATCH":
-        if not _is_admin(principal, (Role.SUPERUSER,)):
-            raise Forbidden("changing the workspace's MFA rules needs a superuser")
-        data = await json_object(request)
-        unknown = set(data) - {"mfa_required", "mfa_hardware_only"}
-        if unknown:
-            raise BadRequest(f"unknown settings: {', '.join(sorted(unknown))}")
-        for key, value in data.items():
-            if not isinstance(value, bool):
-                raise BadRequest(f"{key} must be true or false")
-        await services.workspaces.update_settings(
-            principal.workspace_id,
-            actor=principal.actor,
-            mfa_required=data.get("mfa_required"),
-            mfa_hardware_only=data.get("mfa_hardware_only"),
-        )
-    workspace = await services.workspaces.get(principal.workspace_id)
+    return await _settings_answer(request, principal)
+
+
+@operation(
+    summary="Change the workspace's MFA rules (superuser)",
+    tag="admin",
+    body=SecurityChange,
+    ok=SecuritySettings,
+    scope="admin",
+)
+async def change_security_settings(request: Request) -> JSONResponse:
+    services = services_of(request)
+    principal = await authenticate(request, services)
+    if not _is_admin(principal, (Role.SUPERUSER,)):
+        raise Forbidden("changing the workspace's MFA rules needs a superuser")
+    change = await body_of(request, SecurityChange)
+    await services.workspaces.update_settings(
+        principal.workspace_id,
+        actor=principal.actor,
+        mfa_required=change.mfa_required,
+        mfa_hardware_only=change.mfa_hardware_only,
+    )
+    return await _settings_answer(request, principal)
+
+
+async def _settings_answer(request: Request, principal: Principal) -> JSONResponse:
+    workspace = await services_of(request).workspaces.get(principal.workspace_id)
     return JSONResponse(
         {"mfa_required": workspace.mfa_required, "mfa_hardware_only": workspace.mfa_hardware_only}
     )
 
 
+@operation(
+    summary="Reset a person's MFA (superuser; not one's own)",
+    tag="admin",
+    ok=MfaReset,
+    scope="admin",
+)
 async def reset_mfa(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -120,6 +187,7 @@ def identity_admin_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/auth/sessions", list_sessions, methods=["GET"]),
         Route("/api/v1/auth/sessions/{session_id:str}", revoke_session, methods=["DELETE"]),
-        Route("/api/v1/workspace/security", security_settings, methods=["GET", "PATCH"]),
+        Route("/api/v1/workspace/security", security_settings, methods=["GET"]),
+        Route("/api/v1/workspace/security", change_security_settings, methods=["PATCH"]),
         Route("/api/v1/users/{user_id:str}/mfa/reset", reset_mfa, methods=["POST"]),
     ]

@@ -11,16 +11,17 @@ Who may do what:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import browser_session, client_source, identity_of
-from api.bodies import json_object
-from api.identity import session_answer, text_field
+from api.identity import SessionAnswer, session_answer
 from api.problems import BadRequest, Forbidden
+from api.spec import Model, body_of, operation
 from api.state import services_of
 from broker.audit import Actor
 from broker.errors import Conflict
@@ -32,7 +33,101 @@ RECENT_MFA_SECONDS = 300
 PENDING = (BrowserSessionState.MFA_PENDING,)
 ACTIVE = (BrowserSessionState.ACTIVE,)
 MANAGE = (BrowserSessionState.ACTIVE, BrowserSessionState.ENROL)
-CODE_METHODS = ("email", "sms")
+
+Label = Annotated[str, Field(max_length=100)]
+
+
+class FactorOut(BaseModel):
+    id: str
+    kind: FactorKind
+    label: str
+    confirmed: bool
+    created_at: str
+    last_used_at: str | None
+    destination: str | None = None
+    """Email and SMS factors: where codes go, masked."""
+    transports: list[str] | None = None
+    """Security keys: how the browser reaches them."""
+    attachment: str | None = None
+
+
+class FactorList(BaseModel):
+    factors: list[FactorOut]
+    recovery_codes_left: int
+
+
+class TotpEnrol(Model):
+    label: Label = ""
+
+
+class TotpEnrolment(BaseModel):
+    factor: FactorOut
+    secret: str
+    """The TOTP seed (base32), shown once; confirm with a first code."""
+    otpauth_uri: str
+
+
+class CodeEnrol(Model):
+    phone: Annotated[str, Field(max_length=32)] = ""
+    """SMS only: the number codes are sent to (E.164, e.g. +15551234567)."""
+
+
+class CodeEnrolment(BaseModel):
+    factor: FactorOut
+    code_sent: bool
+
+
+CODE_ENROL: dict[str, Any] = {
+    "tag": "mfa",
+    "body": CodeEnrol,
+    "ok": CodeEnrolment,
+    "status": 201,
+    "cookie_only": True,
+    "errors": (409, 429, 502),
+}
+"""What enrolling email and SMS codes share (two routes, one contract)."""
+
+
+class Confirm(Model):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class WebAuthnOptions(BaseModel):
+    """The WebAuthn options JSON for ``navigator.credentials.create()`` or ``.get()``
+    (W3C Web Authentication, level 2); more members than these are present."""
+
+    model_config = ConfigDict(extra="allow")
+
+    challenge: str
+
+
+class WebAuthnRegistration(Model):
+    credential: dict[str, Any]
+    """The object ``navigator.credentials.create()`` gave, as JSON."""
+    label: Label = ""
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str]
+
+
+class SendCode(Model):
+    method: Literal["email", "sms"]
+    factor_id: str | None = None
+
+
+class CodeSent(BaseModel):
+    sent: bool
+    to: str
+    """The destination, masked."""
+
+
+class Verify(Model):
+    method: Literal["totp", "recovery", "email", "sms", "webauthn"]
+    code: Annotated[str, Field(max_length=64)] = ""
+    factor_id: str | None = None
+    credential: dict[str, Any] | None = None
+    """WebAuthn: the object ``navigator.credentials.get()`` gave."""
 
 
 def _actor(row: BrowserSession) -> Actor:
@@ -81,6 +176,7 @@ async def _not_hardware_only(request: Request, row: BrowserSession) -> None:
         raise Conflict("this workspace accepts only security keys (WebAuthn)")
 
 
+@operation(summary="One's second factors", tag="mfa", ok=FactorList, cookie_only=True)
 async def list_factors(request: Request) -> JSONResponse:
     services = services_of(request)
     row, user, _ = await browser_session(request, allow=MANAGE)
@@ -89,13 +185,21 @@ async def list_factors(request: Request) -> JSONResponse:
     return JSONResponse({"factors": [factor_view(f) for f in factors], "recovery_codes_left": left})
 
 
+@operation(
+    summary="Start enrolling a TOTP app",
+    tag="mfa",
+    body=TotpEnrol,
+    ok=TotpEnrolment,
+    status=201,
+    cookie_only=True,
+    errors=(409,),
+)
 async def enrol_totp(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, _ = await browser_session(request, allow=MANAGE)
     await _may_manage(request, row, user)
     await _not_hardware_only(request, row)
-    data = await json_object(request, allow_empty=True)
-    label = text_field(data, "label", required=False, limit=100)
+    label = (await body_of(request, TotpEnrol, allow_empty=True)).label
     enrolment = await identity.totp.enrol(row.workspace_id, user.id, label=label, actor=_actor(row))
     return JSONResponse(
         {
@@ -107,26 +211,43 @@ async def enrol_totp(request: Request) -> JSONResponse:
     )
 
 
-async def enrol_code(request: Request) -> JSONResponse:
+@operation(summary="Start enrolling email codes (a code is sent)", **CODE_ENROL)
+async def enrol_email(request: Request) -> JSONResponse:
+    return await _enrol_code(request, FactorKind.EMAIL)
+
+
+@operation(summary="Start enrolling SMS codes (a code is sent)", **CODE_ENROL)
+async def enrol_sms(request: Request) -> JSONResponse:
+    return await _enrol_code(request, FactorKind.SMS)
+
+
+async def _enrol_code(request: Request, kind: FactorKind) -> JSONResponse:
     identity = identity_of(request)
-    kind = FactorKind.SMS if request.url.path.endswith("/sms") else FactorKind.EMAIL
     row, user, _ = await browser_session(request, allow=MANAGE)
     await _may_manage(request, row, user)
     await _not_hardware_only(request, row)
-    data = await json_object(request, allow_empty=True)
-    phone = text_field(data, "phone", required=kind is FactorKind.SMS, limit=32)
+    phone = (await body_of(request, CodeEnrol, allow_empty=True)).phone
+    if kind is FactorKind.SMS and not phone:
+        raise BadRequest("phone must be a string of 1-32 characters", field="phone")
     factor = await identity.codes.enrol(
         row.workspace_id, user, kind, phone=phone, actor=_actor(row)
     )
     return JSONResponse({"factor": factor_view(factor), "code_sent": True}, status_code=201)
 
 
+@operation(
+    summary="Confirm a new factor with its first code",
+    tag="mfa",
+    body=Confirm,
+    ok=SessionAnswer,
+    cookie_only=True,
+    errors=(429,),
+)
 async def confirm_factor(request: Request) -> JSONResponse:
     """The first code of a TOTP/email/SMS factor; in ``enrol`` state it completes login."""
     services, identity = services_of(request), identity_of(request)
     row, user, secret = await browser_session(request, allow=MANAGE)
-    data = await json_object(request)
-    code = text_field(data, "code", limit=64)
+    code = (await body_of(request, Confirm)).code
     factor = await services.factors.get(row.workspace_id, request.path_params["factor_id"])
     if factor.user_id != user.id:
         raise Forbidden("not your factor")
@@ -169,6 +290,12 @@ async def _enrolled(
     return session_answer(request, row, secret, extra=extra)
 
 
+@operation(
+    summary="Options to register a security key",
+    tag="mfa",
+    ok=WebAuthnOptions,
+    cookie_only=True,
+)
 async def webauthn_register_options(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, _ = await browser_session(request, allow=MANAGE)
@@ -176,21 +303,25 @@ async def webauthn_register_options(request: Request) -> JSONResponse:
     return JSONResponse(await identity.webauthn.registration_options(row.workspace_id, user.id))
 
 
+@operation(
+    summary="Register a security key",
+    tag="mfa",
+    body=WebAuthnRegistration,
+    ok=SessionAnswer,
+    cookie_only=True,
+)
 async def webauthn_register(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, secret = await browser_session(request, allow=MANAGE)
     await _may_manage(request, row, user)
-    data = await json_object(request)
-    credential = data.get("credential")
-    if not isinstance(credential, dict):
-        raise BadRequest("credential must be the object navigator.credentials.create() gave")
-    label = text_field(data, "label", required=False, limit=100)
+    asked = await body_of(request, WebAuthnRegistration)
     await identity.webauthn.register(
-        row.workspace_id, user.id, credential, label=label, actor=_actor(row)
+        row.workspace_id, user.id, asked.credential, label=asked.label, actor=_actor(row)
     )
     return await _enrolled(request, row, user, secret, "webauthn")
 
 
+@operation(summary="Remove a factor", tag="mfa", status=204, cookie_only=True, errors=(409,))
 async def remove_factor(request: Request) -> Response:
     services = services_of(request)
     row, user, _ = await browser_session(request, allow=ACTIVE)
@@ -210,6 +341,13 @@ async def remove_factor(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation(
+    summary="New recovery codes (the old ones stop working)",
+    tag="mfa",
+    ok=RecoveryCodes,
+    status=201,
+    cookie_only=True,
+)
 async def new_recovery_codes(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, _ = await browser_session(request, allow=ACTIVE)
@@ -218,28 +356,47 @@ async def new_recovery_codes(request: Request) -> JSONResponse:
     return JSONResponse({"recovery_codes": codes}, status_code=201)
 
 
+@operation(
+    summary="Send a one-time code by email or SMS",
+    tag="mfa",
+    body=SendCode,
+    ok=CodeSent,
+    cookie_only=True,
+    errors=(404, 409, 429, 502),
+)
 async def send_code(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, _ = await browser_session(request, allow=(*PENDING, *ACTIVE))
-    data = await json_object(request)
-    method = data.get("method")
-    if method not in CODE_METHODS:
-        raise BadRequest("method must be email or sms")
+    asked = await body_of(request, SendCode)
     await _not_hardware_only(request, row)
-    factor_id = data.get("factor_id")
-    if factor_id is not None and not isinstance(factor_id, str):
-        raise BadRequest("factor_id must be a string")
     factor = await identity.mfa.code_factor(
-        row.workspace_id, user.id, FactorKind(method), factor_id
+        row.workspace_id, user.id, FactorKind(asked.method), asked.factor_id
     )
     await identity.codes.send(row.workspace_id, user.id, factor)
     return JSONResponse({"sent": True, "to": _mask(factor.destination)})
 
 
+@operation(
+    summary="Options to verify with a security key",
+    tag="mfa",
+    ok=WebAuthnOptions,
+    cookie_only=True,
+    errors=(400,),
+)
 async def webauthn_options(request: Request) -> JSONResponse:
     identity = identity_of(request)
     row, user, _ = await browser_session(request, allow=(*PENDING, *ACTIVE))
     return JSONResponse(await identity.webauthn.authentication_options(row.workspace_id, user.id))
+
+
+VERIFY: dict[str, Any] = {
+    "tag": "mfa",
+    "body": Verify,
+    "ok": SessionAnswer,
+    "cookie_only": True,
+    "errors": (404, 429),
+}
+"""What verifying at login and stepping up share."""
 
 
 async def _verify(
@@ -247,22 +404,14 @@ async def _verify(
 ) -> JSONResponse:
     identity = identity_of(request)
     row, user, _ = await browser_session(request, allow=allow)
-    data = await json_object(request)
-    method = data.get("method")
-    if not isinstance(method, str):
-        raise BadRequest("method must be one of totp, recovery, email, sms, webauthn")
-    code = data.get("code", "")
-    factor_id = data.get("factor_id")
-    credential = data.get("credential")
-    if not isinstance(code, str) or (factor_id is not None and not isinstance(factor_id, str)):
-        raise BadRequest("code and factor_id must be strings")
+    asked = await body_of(request, Verify)
     used = await identity.mfa.verify(
         row.workspace_id,
         user.id,
-        method,
-        code=code,
-        factor_id=factor_id,
-        credential=credential if isinstance(credential, dict) else None,
+        asked.method,
+        code=asked.code,
+        factor_id=asked.factor_id,
+        credential=asked.credential,
         source=client_source(request),
         session_id=row.id,
         purpose=purpose,
@@ -274,10 +423,12 @@ async def _verify(
     return session_answer(request, row, secret, extra=extra)
 
 
+@operation(summary="Pass MFA at login", **VERIFY)
 async def verify(request: Request) -> JSONResponse:
     return await _verify(request, PENDING, "login")
 
 
+@operation(summary="Step up: verify a factor again in an active session", **VERIFY)
 async def step_up(request: Request) -> JSONResponse:
     return await _verify(request, ACTIVE, "step-up")
 
@@ -287,8 +438,8 @@ def mfa_routes() -> list[BaseRoute]:
     return [
         Route(f"{base}/factors", list_factors, methods=["GET"]),
         Route(f"{base}/totp", enrol_totp, methods=["POST"]),
-        Route(f"{base}/email", enrol_code, methods=["POST"]),
-        Route(f"{base}/sms", enrol_code, methods=["POST"]),
+        Route(f"{base}/email", enrol_email, methods=["POST"]),
+        Route(f"{base}/sms", enrol_sms, methods=["POST"]),
         Route(f"{base}/factors/{{factor_id:str}}/confirm", confirm_factor, methods=["POST"]),
         Route(f"{base}/factors/{{factor_id:str}}", remove_factor, methods=["DELETE"]),
         Route(f"{base}/webauthn/register/options", webauthn_register_options, methods=["POST"]),

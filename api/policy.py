@@ -9,16 +9,17 @@ answer; refusals become problem+json naming the rule and what would be needed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
-from api.bodies import json_object
 from api.problems import ApiError, BadRequest, Forbidden
-from api.sessions import UNIX_USER, AgentUnavailable, gateway_of
+from api.sessions import AgentUnavailable, UnixUser, gateway_of
+from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
 from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
@@ -31,6 +32,40 @@ from policies.commands import MAX_LENGTH
 __all__ = ["decision_problem", "policy_routes"]
 
 MAX_TIMEOUT = 3600
+
+
+class PolicyInfo(BaseModel):
+    version: str
+    """A hash of the policy text in force."""
+    backend: str
+    file: str
+    model_file: str | None
+    loaded_at: str
+
+
+class PolicyReloaded(PolicyInfo):
+    reloaded: bool
+    changed: bool
+    """Whether a new version was swapped in (``false``: the text did not change)."""
+    old_version: str
+
+
+class ExecCommand(Model):
+    command: Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
+    unix_user: UnixUser
+    timeout: Annotated[float, Field(strict=True, ge=1, le=MAX_TIMEOUT)] = 60
+    """Seconds before the command is killed."""
+
+
+class ExecResult(BaseModel):
+    exit_status: int | None
+    signal: int | None
+    timed_out: bool
+    stdout: str
+    stderr: str
+    rule_id: str
+    """The policy rule that allowed the command."""
+    policy_version: str
 
 
 class CommandDenied(ApiError):
@@ -108,12 +143,20 @@ async def _authorize(request: Request, principal: Principal, action: str) -> Dec
     return decision
 
 
+@operation(summary="The policy in force", tag="policy", ok=PolicyInfo, errors=(403, 409))
 async def policy_info(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
     await _authorize(request, principal, "policy.read")
     return JSONResponse(runtime_of(request).policy.info())
 
 
+@operation(
+    summary="Reload the policy from its file",
+    tag="policy",
+    ok=PolicyReloaded,
+    scope="admin",
+    errors=(409, 422),
+)
 async def policy_reload(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
     if principal.scope is not TokenScope.ADMIN:
@@ -139,25 +182,25 @@ async def policy_reload(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="Run one command on a server, decided exactly by policy",
+    tag="policy",
+    body=ExecCommand,
+    ok=ExecResult,
+    scope="write",
+    errors=(409, 502, 503),
+)
 async def exec_command(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
         raise Forbidden("this needs a token with the write scope")
-    data = await json_object(request)
-    command = data.get("command")
-    unix_user = data.get("unix_user")
-    timeout = data.get("timeout", 60)
-    if not isinstance(command, str) or not command.strip() or len(command) > MAX_LENGTH:
+    asked = await body_of(request, ExecCommand)
+    command, unix_user, timeout = asked.command, asked.unix_user, asked.timeout
+    if not command.strip():
         raise BadRequest(f"command must be a non-empty string of at most {MAX_LENGTH} characters")
     if "\0" in command:
         raise BadRequest("command must not contain NUL")
-    if not isinstance(unix_user, str) or not UNIX_USER.match(unix_user):
-        raise BadRequest("unix_user must be a valid unix user name")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise BadRequest(f"timeout must be a number of seconds, 1..{MAX_TIMEOUT}")
-    if not 1 <= timeout <= MAX_TIMEOUT:
-        raise BadRequest(f"timeout must be a number of seconds, 1..{MAX_TIMEOUT}")
     gateway = gateway_of(request.app)
     server = await gateway.find_server(principal.workspace_id, request.path_params["server"])
     gate = ExecGate(services, hub_of(request), runtime_of(request).policy.engine, _mfa(request))

@@ -3,18 +3,68 @@ and shape the answer. They never build SQL and never decide policy themselves.""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
 from api.problems import Forbidden
+from api.spec import operation
 from api.state import services_of
-from broker.store.models import Role
+from broker.store.models import BrowserSessionState, Role, TokenScope
 
-__all__ = ["routes"]
+__all__ = ["UserRef", "routes"]
 
 
+class UserRef(BaseModel):
+    id: str
+    email: str
+    role: Role
+
+
+class WorkspaceRef(BaseModel):
+    id: str
+    name: str
+
+
+class TokenRef(BaseModel):
+    id: str
+    scope: TokenScope
+
+
+class SessionRef(BaseModel):
+    id: str
+    state: BrowserSessionState
+    expires_at: str
+    mfa_at: str | None
+    mfa_method: str | None
+
+
+class WhoAmI(BaseModel):
+    """``token`` when called with a bearer token, ``session`` with a browser session."""
+
+    user: UserRef
+    workspace: WorkspaceRef
+    token: TokenRef | None = None
+    session: SessionRef | None = None
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    checked: int
+    head_seq: int
+    broken: str | None
+    """The first broken event, described; ``null`` when the chain is intact."""
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+@operation(summary="Who am I", tag="identity", ok=WhoAmI)
 async def whoami(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -48,6 +98,12 @@ def _session_view(principal: Principal) -> dict[str, object]:
     }
 
 
+@operation(
+    summary="Verify the workspace's audit hash chain",
+    tag="audit",
+    ok=AuditVerification,
+    errors=(403,),
+)
 async def audit_verify(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -64,6 +120,7 @@ async def audit_verify(request: Request) -> JSONResponse:
     )
 
 
+@operation(summary="Liveness", tag="meta", ok=Health, authenticated=False)
 async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -17,11 +18,31 @@ from starlette.routing import BaseRoute, Route
 from api.auth import authenticate
 from api.problems import NotFoundProblem
 from api.sessions import gateway_of
+from api.spec import operation
 from api.state import services_of
 from broker.errors import NotFound
-from broker.store.models import AccessLevel, Server
+from broker.store.models import AccessLevel, Server, ServerStatus
 
 __all__ = ["server_routes"]
+
+
+class ServerOut(BaseModel):
+    id: str
+    name: str
+    status: ServerStatus
+    online: bool
+    """Whether the server's agent is connected to this broker right now."""
+    last_seen_at: str | None
+    platform: str
+    tags: dict[str, str]
+    sysinfo: dict[str, Any]
+    metrics: dict[str, Any]
+    access: AccessLevel
+    """The caller's access level on this server (never ``none``: those are hidden)."""
+
+
+class ServerList(BaseModel):
+    servers: list[ServerOut]
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -43,6 +64,7 @@ def _shape(server: Server, level: AccessLevel, online: bool) -> dict[str, Any]:
     }
 
 
+@operation(summary="List the servers the caller can see", tag="servers", ok=ServerList)
 async def list_servers(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -56,6 +78,7 @@ async def list_servers(request: Request) -> JSONResponse:
     return JSONResponse({"servers": shown})
 
 
+@operation(summary="One server, by id or name", tag="servers", ok=ServerOut)
 async def get_server(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -20,8 +21,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from api.auth import Principal, authenticate
-from api.bodies import json_object
-from api.problems import ApiError, BadRequest, Forbidden, NotFoundProblem
+from api.problems import ApiError, Forbidden, NotFoundProblem
+from api.spec import Model, StrictInt, body_of, operation, query_of
 from api.state import services_of
 from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
@@ -29,10 +30,80 @@ from broker.gateway import AccessDenied, GatewaySessions, Revocation, SessionUna
 from broker.runtime import Runtime
 from broker.store.models import Role, TokenScope
 
-__all__ = ["STAFF", "gateway_of", "need_write", "session_routes", "websocket_url"]
+__all__ = [
+    "STAFF",
+    "TerminalTicket",
+    "UnixUser",
+    "gateway_of",
+    "need_write",
+    "session_routes",
+    "websocket_url",
+]
 
 UNIX_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 STAFF = (Role.STAFF, Role.SUPERUSER)
+
+UnixUser = Annotated[str, Field(pattern=UNIX_USER.pattern, description="A Unix user name.")]
+
+
+class OpenSession(Model):
+    server: Annotated[str, Field(min_length=1, max_length=100)]
+    """The server's id or name."""
+    unix_user: UnixUser
+    cols: Annotated[StrictInt, Field(ge=1, le=1000)] = 80
+    rows: Annotated[StrictInt, Field(ge=1, le=1000)] = 24
+
+
+class TerminalTicket(BaseModel):
+    """Where to attach the terminal: a WebSocket URL with a single-use ticket."""
+
+    session_id: str
+    websocket_url: str
+    expires_in: int
+    """Seconds the ticket stays valid."""
+
+
+class LiveSessionOut(BaseModel):
+    id: str
+    user_id: str
+    server_id: str
+    unix_user: str
+    attached: int
+    """WebSocket clients attached now."""
+    output_bytes: int
+
+
+class LiveSessionList(BaseModel):
+    sessions: list[LiveSessionOut]
+
+
+class RecordingQuery(Model):
+    session_id: str | None = None
+
+
+class RecordingOut(BaseModel):
+    id: str
+    session_id: str
+    size_bytes: int
+
+
+class RecordingList(BaseModel):
+    recordings: list[RecordingOut]
+
+
+class Disabled(BaseModel):
+    disabled: bool
+    sessions_ended: int
+
+
+class Revoked(BaseModel):
+    revoked: bool
+    sessions_ended: int
+
+
+class Removed(BaseModel):
+    removed: bool
+    sessions_ended: int
 
 
 class AgentUnavailable(ApiError):
@@ -56,13 +127,6 @@ def gateway_of(app: Starlette) -> GatewaySessions:
     return gateway
 
 
-def _int(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = data.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer {low}..{high}")
-    return value
-
-
 def need_write(principal: Principal) -> None:
     if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
         raise Forbidden("this needs a token with the write scope")
@@ -80,28 +144,29 @@ def websocket_url(request: Request, session_id: str, ticket: str) -> str:
     return f"{base}/api/v1/sessions/{session_id}/terminal?ticket={ticket}"
 
 
+@operation(
+    summary="Open a terminal session",
+    tag="sessions",
+    body=OpenSession,
+    ok=TerminalTicket,
+    status=201,
+    scope="write",
+    errors=(403, 404, 503),
+)
 async def open_session(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     need_write(principal)
-    data = await json_object(request, allow_empty=True)
-    server = data.get("server")
-    unix_user = data.get("unix_user")
-    if not isinstance(server, str) or not 1 <= len(server) <= 100:
-        raise BadRequest("server must be a server id or name")
-    if not isinstance(unix_user, str) or not UNIX_USER.match(unix_user):
-        raise BadRequest("unix_user must be a valid unix user name")
-    cols = _int(data, "cols", 80, 1, 1000)
-    rows = _int(data, "rows", 24, 1, 1000)
+    asked = await body_of(request, OpenSession, allow_empty=True)
     gateway = gateway_of(request.app)
     try:
         opened = await gateway.open(
             principal.workspace_id,
             principal.user,
-            server_ref=server,
-            unix_user=unix_user,
-            cols=cols,
-            rows=rows,
+            server_ref=asked.server,
+            unix_user=asked.unix_user,
+            cols=asked.cols,
+            rows=asked.rows,
             actor=principal.actor,
         )
     except AccessDenied as exc:
@@ -119,6 +184,13 @@ async def open_session(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="A new ticket to re-attach to one's live session",
+    tag="sessions",
+    ok=TerminalTicket,
+    status=201,
+    scope="write",
+)
 async def new_ticket(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -150,6 +222,11 @@ async def new_ticket(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="Live sessions (one's own; staff: all of the workspace's)",
+    tag="sessions",
+    ok=LiveSessionList,
+)
 async def list_sessions(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -173,6 +250,7 @@ async def list_sessions(request: Request) -> JSONResponse:
     )
 
 
+@operation(summary="End a live session", tag="sessions", status=204, scope="write")
 async def terminate_session(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -199,6 +277,11 @@ async def terminal(websocket: WebSocket) -> None:
     await gateway_of(websocket.app).serve(websocket, websocket.path_params["session_id"])
 
 
+@operation(
+    summary="Download a recording (asciicast v2)",
+    tag="sessions",
+    media_type="application/x-asciicast",
+)
 async def download_recording(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -223,11 +306,17 @@ async def download_recording(request: Request) -> Response:
     )
 
 
+@operation(
+    summary="Recordings (one's own sessions'; staff: all)",
+    tag="sessions",
+    query=RecordingQuery,
+    ok=RecordingList,
+)
 async def list_recordings(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    session_id = request.query_params.get("session_id")
-    rows = await services.recordings.list(principal.workspace_id, session_id=session_id)
+    query = query_of(request, RecordingQuery)
+    rows = await services.recordings.list(principal.workspace_id, session_id=query.session_id)
     if principal.user.role not in STAFF:
         own = {
             s.id
@@ -250,6 +339,12 @@ def _revocation(request: Request) -> Revocation:
     return Revocation(gateway_of(request.app))
 
 
+@operation(
+    summary="Disable a user and end their sessions",
+    tag="revocation",
+    ok=Disabled,
+    scope="admin",
+)
 async def disable_user(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -262,6 +357,11 @@ async def disable_user(request: Request) -> JSONResponse:
     return JSONResponse({"disabled": True, "sessions_ended": ended})
 
 
+@operation(
+    summary="Revoke a token (one's own with any scope; another's as admin), end its sessions",
+    tag="revocation",
+    ok=Revoked,
+)
 async def revoke_token(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -278,6 +378,12 @@ async def revoke_token(request: Request) -> JSONResponse:
     return JSONResponse({"revoked": True, "sessions_ended": ended})
 
 
+@operation(
+    summary="Revoke an access grant and end the sessions it allowed",
+    tag="revocation",
+    ok=Revoked,
+    scope="admin",
+)
 async def revoke_grant(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -289,6 +395,12 @@ async def revoke_grant(request: Request) -> JSONResponse:
     return JSONResponse({"revoked": True, "sessions_ended": ended})
 
 
+@operation(
+    summary="Remove a server, end its sessions and hang up its agent",
+    tag="servers",
+    ok=Removed,
+    scope="admin",
+)
 async def remove_server(request: Request) -> JSONResponse:
     """End the server's live sessions, forget the server and hang up its agent."""
     services = services_of(request)
@@ -303,6 +415,12 @@ async def remove_server(request: Request) -> JSONResponse:
     return JSONResponse({"removed": True, "sessions_ended": ended})
 
 
+@operation(
+    summary="Remove a member from a group and end the sessions it allowed",
+    tag="revocation",
+    ok=Removed,
+    scope="admin",
+)
 async def remove_group_member(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)

@@ -7,22 +7,62 @@ that would tell a stranger whether a session or link exists is the same 404.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from api.auth import authenticate
-from api.bodies import json_object
-from api.problems import BadRequest, NotFoundProblem
-from api.sessions import STAFF, gateway_of, need_write, websocket_url
+from api.auth import Principal, authenticate
+from api.problems import Forbidden, NotFoundProblem
+from api.sessions import STAFF, TerminalTicket, gateway_of, need_write, websocket_url
+from api.spec import Model, StrictInt, body_of, operation
 from api.state import services_of
+from broker.audit import Category, Outcome
 from broker.gateway import SessionUnavailable
+from broker.gateway.shares import ShareRefused
+from broker.store.models import TokenScope
 
 __all__ = ["share_routes"]
 
 MODES = {"read-only": True, "read-write": False}
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
+
+
+class CreateShare(Model):
+    mode: Literal["read-only", "read-write"] = "read-only"
+    expires_in: Annotated[StrictInt, Field(ge=60, le=MAX_TTL)] = DEFAULT_TTL
+    """Seconds the link stays valid."""
+
+
+class ShareCreated(BaseModel):
+    id: str
+    session_id: str
+    mode: Literal["read-only", "read-write"]
+    expires_in: int
+    secret: str
+    """Shown once: whoever has it (and is in the workspace) can join."""
+    join_url: str
+
+
+class ShareOut(BaseModel):
+    id: str
+    mode: Literal["read-only", "read-write"]
+    revoked: bool
+    created_by: str
+
+
+class Participant(BaseModel):
+    user: str
+    role: str
+    read_only: bool
+
+
+class ShareList(BaseModel):
+    shares: list[ShareOut]
+    participants: list[Participant]
 
 
 def _terminal_answer(request: Request, session_id: str, ticket: str) -> JSONResponse:
@@ -36,17 +76,20 @@ def _terminal_answer(request: Request, session_id: str, ticket: str) -> JSONResp
     )
 
 
+@operation(
+    summary="Create a share link for one's live session",
+    tag="sharing",
+    body=CreateShare,
+    ok=ShareCreated,
+    status=201,
+    scope="write",
+)
 async def create_share(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     need_write(principal)
-    data = await json_object(request, allow_empty=True)
-    mode = data.get("mode", "read-only")
-    if mode not in MODES:
-        raise BadRequest("mode must be read-only or read-write")
-    ttl = data.get("expires_in", DEFAULT_TTL)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_TTL:
-        raise BadRequest(f"expires_in must be an integer 60..{MAX_TTL} (seconds)")
+    asked = await body_of(request, CreateShare, allow_empty=True)
+    mode, ttl = asked.mode, asked.expires_in
     session_id = request.path_params["session_id"]
     try:
         share, secret = await gateway_of(request.app).share(
@@ -73,6 +116,11 @@ async def create_share(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="A live session's share links and who is attached",
+    tag="sharing",
+    ok=ShareList,
+)
 async def list_shares(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -98,6 +146,12 @@ async def list_shares(request: Request) -> JSONResponse:
     )
 
 
+@operation(
+    summary="Revoke a share link (its participants are removed)",
+    tag="sharing",
+    status=204,
+    scope="write",
+)
 async def revoke_share(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
@@ -116,9 +170,17 @@ async def revoke_share(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation(
+    summary="Join a live session through a share link",
+    tag="sharing",
+    ok=TerminalTicket,
+    status=201,
+)
 async def join_share(request: Request) -> JSONResponse:
+    """A read-write link needs a token with the write scope (a read token may watch)."""
     services = services_of(request)
     principal = await authenticate(request, services)
+    await _writable_or_refuse(request, principal)
     try:
         session_id, ticket = await gateway_of(request.app).join(
             principal.workspace_id, request.path_params["secret"], principal.user, principal.actor
@@ -128,6 +190,34 @@ async def join_share(request: Request) -> JSONResponse:
     return _terminal_answer(request, session_id, ticket)
 
 
+async def _writable_or_refuse(request: Request, principal: Principal) -> None:
+    if principal.scope is not TokenScope.READ:
+        return
+    gateway = gateway_of(request.app)
+    try:
+        share = gateway.shares.redeem(request.path_params["secret"])
+    except ShareRefused:
+        return  # the join answers this link's 404 itself (and audits it)
+    if share.read_only or share.workspace_id != principal.workspace_id:
+        return
+    await services_of(request).audit.emit(
+        principal.workspace_id,
+        Category.AUTHORIZATION,
+        "session.join_refused",
+        outcome=Outcome.DENIED,
+        actor=principal.actor,
+        session_id=share.session_id,
+        details={"reason": "read-scope token", "share_id": share.id},
+    )
+    raise Forbidden("joining a read-write share needs a token with the write scope")
+
+
+@operation(
+    summary="Observe a live session read-only (staff)",
+    tag="sharing",
+    ok=TerminalTicket,
+    status=201,
+)
 async def observe(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)

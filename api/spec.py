@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from api.bodies import json_object
@@ -28,6 +28,7 @@ from api.problems import BadRequest
 __all__ = [
     "Model",
     "Operation",
+    "StrictInt",
     "body_of",
     "operation",
     "operation_of",
@@ -39,6 +40,11 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
 
 _ATTRIBUTE = "__corral_operation__"
+
+
+StrictInt = Annotated[int, Field(strict=True)]
+"""A JSON integer only, for body fields: ``true`` or ``"80"`` are refused (pydantic's lax
+mode would take them). Query strings are text, so their integers stay lax."""
 
 
 class Model(BaseModel):
@@ -63,6 +69,8 @@ class Operation:
     scope: Scope = "read"
     """The token scope the route needs (read < write < admin)."""
     authenticated: bool = True
+    cookie_only: bool = False
+    """Only a browser session cookie reaches the route (MFA enrolment, logout): no bearer."""
     media_type: str = "application/json"
     """For non-JSON answers: ``application/x-ndjson``, ``text/event-stream``, ..."""
     description: str = ""
@@ -90,9 +98,12 @@ def _refusal(exc: ValidationError, where: str) -> BadRequest:
     return BadRequest(f"{where} field '{field}': {first['msg']}", field=field)
 
 
-async def body_of(request: Request, model: type[M]) -> M:
-    """The JSON body validated against ``model``; a 400 naming the first bad field."""
-    raw = await json_object(request)
+async def body_of(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
+    """The JSON body validated against ``model``; a 400 naming the first bad field.
+
+    ``allow_empty`` reads an empty body as ``{}`` (for bodies whose fields all have defaults).
+    """
+    raw = await json_object(request, allow_empty=allow_empty)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from api.agents import agent_routes
@@ -15,9 +16,11 @@ from api.approvals import approval_routes
 from api.audit import audit_routes
 from api.grants import grant_routes
 from api.groups import group_routes
+from api.guard import RefuseNul
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
+from api.openapi import openapi_routes
 from api.policy import policy_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
@@ -117,7 +120,9 @@ def create_app(
             *approval_routes(),
             *sso_routes(),
             *api_for_apps_routes(),
+            *openapi_routes(),
         ],
+        middleware=[Middleware(RefuseNul)],
         exception_handlers={
             ApiError: problem_handler,
             CorralError: problem_handler,

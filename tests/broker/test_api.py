@@ -204,3 +204,21 @@ async def test_store_errors_are_not_shown_to_clients(
     response = await api.client.get("/api/v1/whoami", headers=api.auth())
     assert_problem(response, 500, "internal")
     assert "db-7.internal" not in response.text
+
+
+async def test_read_scope_cannot_write(api: Api) -> None:
+    """Creating a registration token or changing a password are writes: a read-scope token
+    of a superuser is refused; the same person's write token is not."""
+    _, read = await api.services.tokens.create(
+        api.ws, api.user, name="r", scope=TokenScope.READ, expires_in_days=30
+    )
+    _, write = await api.services.tokens.create(
+        api.ws, api.user, name="w", scope=TokenScope.WRITE, expires_in_days=30
+    )
+    minted = "/api/v1/servers/registration-tokens"
+    assert_problem(await api.client.post(minted, headers=api.auth(read)), 403, "forbidden")
+    created = await api.client.post(minted, headers=api.auth(write))
+    assert created.status_code == 201 and created.json()["token"].startswith("crlreg_")
+    change = {"current_password": "a-long-old-password", "new_password": "N3w-pass-phrase!"}
+    refused = await api.client.post("/api/v1/auth/password", json=change, headers=api.auth(read))
+    assert_problem(refused, 403, "forbidden")

@@ -623,13 +623,17 @@ async def test_token_creation_and_bearer_guessing_are_rate_limited(api: Api) -> 
 
 
 async def test_nul_characters_are_a_bad_request_not_a_crash(api: Api) -> None:
-    """PostgreSQL cannot store or even compare a NUL: refused at the edge, on every route."""
+    """PostgreSQL cannot store or even compare a NUL: refused at the edge, on every route
+    (api/guard.py): in a path no id can match, so 404; in a query or a body, 400."""
+    for method, path in (
+        ("GET", "/api/v1/users/a%00b"),
+        ("GET", "/api/v1/servers/a%00b"),
+        ("DELETE", "/api/v1/tokens/%00"),
+    ):
+        assert_problem(await api.call(method, path), 404, "not-found")
     for method, path, body in (
-        ("GET", "/api/v1/users/a%00b", None),
         ("GET", "/api/v1/users?email_prefix=a%00", None),
         ("GET", "/api/v1/audit/events?actor=%00", None),
-        ("GET", "/api/v1/servers/a%00b", None),
-        ("DELETE", "/api/v1/tokens/%00", None),
         ("POST", "/api/v1/groups", {"name": "ops", "description": "a\u0000"}),
         ("POST", "/api/v1/users", {"email": "a\u0000@acme.test"}),
         ("PATCH", "/api/v1/servers/x", {"tags": {"env\u0000": "x"}}),

@@ -37,6 +37,8 @@ MATRIX: dict[str, set[str]] = {
     "service_accounts.update": {S, SU},
     "service_accounts.tokens": {S, SU},
     "audit.read": {S, SU},
+    "sso.read": {S, SU},
+    "sso.update": {SU},
     "servers.register": {S, SU},
     "users.mfa_reset": {SU},
     "sessions.read": {S, SU},

@@ -110,6 +110,31 @@ async def test_read_only_share_sees_output_and_cannot_type(env: Env) -> None:
         assert expected in actions
 
 
+async def test_read_write_share_needs_a_write_token(env: Env) -> None:
+    """A read-scope token may watch through a read-only link but not type through a
+    read-write one, even when its user could open a terminal; the refusal is audited."""
+    opened = await env.opened()
+    sid = opened["session_id"]
+    owner = await Term.connect(opened["websocket_url"])
+    writable = await share(env, sid, mode="read-write")
+    watch_only = await share(env, sid, mode="read-only")
+    reader_id, reader = await env.token("reader@example.com", scope=TokenScope.READ)
+    await env.services.grants.grant(
+        env.ws, level=AccessLevel.TERMINAL, user_id=reader_id, server_pattern=SERVER
+    )
+    refused = await env.http.post(writable["join_url"], headers=_auth(reader))
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "urn:corral:problem:forbidden"
+    assert ("session.join_refused", "denied") in await _audit(env, env.ws)
+    watcher = await join(env, watch_only["join_url"], reader)
+    assert watcher.welcome.read_only is True
+    _, writer = await env.token("reader@example.com", scope=TokenScope.WRITE)
+    pair = await join(env, writable["join_url"], writer)
+    assert pair.welcome.read_only is False
+    await owner.type("exit 0\n")
+    assert isinstance(await owner.final(), Exit)
+
+
 async def test_read_write_share_needs_terminal_access(env: Env) -> None:
     opened = await env.opened()
     sid = opened["session_id"]
