@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from api.agents import agent_routes
 from api.approvals import approval_routes
+from api.device import device_routes
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
@@ -28,6 +29,7 @@ from broker.gateway.retention import RecordingRetention
 from broker.policy import MfaAges
 from broker.runtime import Runtime
 from idp import Identity
+from idp.device import DeviceGrants
 from policies import ReloadResult
 
 __all__ = ["create_app"]
@@ -39,10 +41,12 @@ def create_app(
     hub: AgentHub | None = None,
     identity: Identity | None = None,
     mfa: MfaAges | None = None,
+    device: DeviceGrants | None = None,
 ) -> Starlette:
     """``identity`` is the login and MFA layer (built from the runtime unless given);
     ``mfa`` answers how long ago a user last passed MFA, by default identity's step-up
-    service (``NoMfa`` makes nobody count as recently verified)."""
+    service (``NoMfa`` makes nobody count as recently verified); ``device`` holds the
+    pending device-code logins (tests pass one with a short polling interval)."""
     agent_hub = hub or AgentHub(runtime.services)
     # The audit log holds the broker key; identity derives its own subkeys from it.
     identity = identity or Identity.build(
@@ -82,6 +86,7 @@ def create_app(
             *server_routes(),
             *policy_routes(),
             *approval_routes(),
+            *device_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,
@@ -97,4 +102,5 @@ def create_app(
     app.state.hub = agent_hub
     app.state.identity = identity
     app.state.mfa = mfa or identity.step_up
+    app.state.device = device or DeviceGrants()
     return app

@@ -1,37 +1,43 @@
-"""The ``corral`` command: server administration and the policy tools; login, websh and exec
-join later.
+"""The ``corral`` command: the client commands people and scripts run against a broker
+(login, servers, websh, exec, sessions, approvals, audit, recordings; see cli/client.py)
+and the broker-host administration and policy tools.
 
-Every failure ends as one line on stderr (``corral: error: ...``) and a documented exit
-code; tracebacks are for bugs only.
-
-Exit codes: 0 success; 1 an operation failed (database, settings, verification);
-2 usage error; 130 interrupted.
+Every failure ends as one line on stderr (``corral: error: <problem>; <fix>``) and a
+documented exit code (cli/errors.py, ``corral --help``); tracebacks are for bugs only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
 from collections.abc import Sequence
 
 from broker.errors import CorralError
-from cli import admin, websh
+from cli import admin
+from cli.client import (
+    add_audit_query,
+    add_client_commands,
+    add_recording_commands,
+    common_options,
+)
+from cli.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, CliError
 from cli.policy import add_policy_commands
 from cli.users import add_user_commands
 
 __all__ = ["main"]
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corral",
         description="Corral: a policy-driven access broker for Linux servers.",
-        epilog="Settings come from corral.toml and CORRAL_* variables; see docs/operations.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXIT_CODES_HELP
+        + "\n\nClient commands use the profile saved by `corral login` (or CORRAL_URL and "
+        "CORRAL_TOKEN); see docs/cli.md.\nBroker-host commands read corral.toml and CORRAL_* "
+        "variables; see docs/operations.md.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -55,8 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--name", default="cli", help="a label for the token")
     token.set_defaults(run=admin.token)
 
-    audit = commands.add_parser("audit", help="the audit log")
-    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    audit = commands.add_parser(
+        "audit",
+        parents=[common_options()],
+        help="the audit log: query it through the API, or verify/purge it on the broker host",
+    )
+    add_audit_query(audit)
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=False)
     verify = audit_commands.add_parser("verify", help="verify every workspace's hash chain")
     verify.add_argument("--workspace", default=None, help="only this workspace (name)")
     verify.set_defaults(run=admin.audit_verify)
@@ -67,19 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(run=admin.audit_purge)
 
     add_user_commands(commands)
-    shell = commands.add_parser(
-        "websh", help="open a terminal on a server through the broker (token: CORRAL_TOKEN)"
-    )
-    shell.add_argument("server", help="server name or id")
-    shell.add_argument("--user", default=None, help="unix user on the server (default: yours)")
-    shell.add_argument("--url", default=None, help="broker URL (default: CORRAL_URL)")
-    shell.add_argument("--ca-file", default=None, help="CA bundle that signs the broker's cert")
-    shell.set_defaults(run=websh.websh)
+    add_client_commands(commands)
 
-    recordings = commands.add_parser("recordings", help="session recordings")
-    recording_commands = recordings.add_subparsers(
-        dest="recordings_command", metavar="ACTION", required=True
+    recordings = commands.add_parser(
+        "recordings",
+        parents=[common_options()],
+        help="session recordings: list, play (API); purge (broker host)",
     )
+    recording_commands = recordings.add_subparsers(
+        dest="recordings_command", metavar="ACTION", required=False
+    )
+    add_recording_commands(recordings, recording_commands)
     recordings_purge = recording_commands.add_parser(
         "purge", help="remove recordings older than each workspace's retention (audited)"
     )
@@ -96,11 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(asyncio.run(args.run(args)))
+        result = args.run(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)
+    except CliError as exc:
+        print(f"corral: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except CorralError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        print(file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
