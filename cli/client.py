@@ -9,12 +9,19 @@ verify|purge`` and ``corral recordings purge`` stay the server-side admin action
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 from cli import login, play, remote_exec, resources, websh
-from cli.replay import parse_since
 
-__all__ = ["add_audit_query", "add_client_commands", "add_recording_commands", "common_options"]
+__all__ = [
+    "CLIENT_COMMANDS",
+    "add_audit_query",
+    "add_client_commands",
+    "add_recording_commands",
+    "common_options",
+    "is_client_call",
+]
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -35,12 +42,46 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+
+#: The commands that only talk to a broker: `corral` parses them without importing the
+#: broker-host modules (database, policy engines), which would cost a second per call.
+CLIENT_COMMANDS = frozenset(
+    {
+        "login",
+        "logout",
+        "whoami",
+        "profiles",
+        "servers",
+        "websh",
+        "exec",
+        "sessions",
+        "join",
+        "watch",
+        "approvals",
+        "audit",
+        "recordings",
+    }
+)
+HOST_ACTIONS = frozenset({"verify", "purge"})
+
+
+def is_client_call(argv: list[str]) -> bool:
+    """True when ``argv`` names a client command (not `audit verify|purge`, `recordings
+    purge`): then only the client parsers are built."""
+    words = [word for word in argv if not word.startswith("-")]
+    if not words or words[0] not in CLIENT_COMMANDS:
+        return False
+    return words[0] not in ("audit", "recordings") or not HOST_ACTIONS & set(words[1:])
+
+
 def when(text: str) -> str:
     """``--since 2h`` (relative) or an ISO 8601 time, sent as ISO 8601 UTC."""
-    try:
-        return (datetime.now(UTC) - parse_since(text)).isoformat()
-    except argparse.ArgumentTypeError:
-        pass
+    match = _DURATION.fullmatch(text.strip())
+    if match is not None:
+        delta = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        return (datetime.now(UTC) - delta).isoformat()
     try:
         stamp = datetime.fromisoformat(text)
     except ValueError:
