@@ -21,6 +21,7 @@ __all__ = [
     "add_recording_commands",
     "common_options",
     "is_client_call",
+    "split_remote_command",
 ]
 
 
@@ -74,6 +75,16 @@ def is_client_call(argv: list[str]) -> bool:
     if not words or words[0] not in CLIENT_COMMANDS:
         return False
     return words[0] not in ("audit", "recordings") or not HOST_ACTIONS & set(words[1:])
+
+
+def split_remote_command(words: list[str]) -> tuple[list[str], list[str] | None]:
+    """``corral exec ... -- CMD...``: the words before ``--`` for argparse, and the remote
+    command after it untouched (argparse's own ``--`` handling under subcommands drops or
+    refuses such words)."""
+    if not words or words[0] != "exec" or "--" not in words:
+        return words, None
+    cut = words.index("--")
+    return words[:cut], words[cut + 1 :]
 
 
 def when(text: str) -> str:
@@ -152,7 +163,7 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     run.add_argument("server", help="server name or id")
     run.add_argument("-u", "--user", default=None, help="unix user (default: your login name)")
     run.add_argument("--timeout", type=int, default=60, help="seconds, 1..3600 (default 60)")
-    run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    run.add_argument("command", nargs="*", help="the command and its arguments, after --")
     run.set_defaults(run=remote_exec.remote_exec)
 
     live = commands.add_parser("sessions", parents=[common], help="live sessions you can see")

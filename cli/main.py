@@ -22,6 +22,7 @@ from cli.client import (
     add_recording_commands,
     common_options,
     is_client_call,
+    split_remote_command,
 )
 from cli.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, CliError
 
@@ -68,7 +69,10 @@ def build_parser(client_only: bool = False) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    words, remote = split_remote_command(words)
     args = build_parser(client_only=is_client_call(words)).parse_args(words)
+    if remote is not None:
+        args.command = remote
     try:
         result = args.run(args)
         if inspect.iscoroutine(result):

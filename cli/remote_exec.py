@@ -25,8 +25,6 @@ EXIT_TIMED_OUT = 124
 
 def remote_exec(args: argparse.Namespace) -> int:
     argv = list(args.command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
     if not argv:
         raise CliError("no command given", "corral exec SERVER -- CMD [ARGS...]", EXIT_USAGE)
     # One word is taken as a shell line (`corral exec web 'ls | wc -l'`), several as argv.

@@ -61,7 +61,9 @@ async def bearer(env: Env, scope: TokenScope = TokenScope.WRITE) -> dict[str, st
 
 async def test_start_poll_approve_and_the_token_works_once(env: Env, ticks: Ticks) -> None:
     started = await start(env)
-    assert re.fullmatch(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}", started["user_code"])
+    assert re.fullmatch(
+        r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}", started["user_code"]
+    )
     assert started["verification_uri"] == f"{ORIGIN}/device"
     assert started["verification_uri_complete"].endswith(f"?user_code={started['user_code']}")
     assert started["interval"] == 2 and started["expires_in"] == 60
