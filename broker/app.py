@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from api.agents import agent_routes
 from api.approvals import approval_routes
 from api.device import device_routes
+from api.exec_stream import exec_stream_routes
 from api.identity import identity_routes
 from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
@@ -87,6 +88,7 @@ def create_app(
             *policy_routes(),
             *approval_routes(),
             *device_routes(),
+            *exec_stream_routes(),
         ],
         exception_handlers={
             ApiError: problem_handler,

@@ -6,6 +6,7 @@ one-line errors.
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -190,3 +191,33 @@ class Api:
 
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return self.call("POST", path, body=body or {})
+
+    @contextmanager
+    def stream_lines(
+        self, path: str, body: Mapping[str, Any], *, read_timeout: float | None
+    ) -> Iterator[Iterator[dict[str, Any]]]:
+        """POST and read an NDJSON answer line by line as it arrives; a refusal before
+        the stream starts is the usual :class:`CliError`."""
+        timeout = httpx.Timeout(self.client.timeout.connect, read=read_timeout)
+        with (
+            self._transport(),
+            self.client.stream("POST", path, json=dict(body), timeout=timeout) as response,
+        ):
+            if not response.is_success:
+                response.read()
+                raise problem_error(response)
+            yield _ndjson(response)
+
+
+def _ndjson(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise CliError(
+                "the broker's stream is not NDJSON", "check the URL points at a Corral broker"
+            ) from None
+        if isinstance(item, dict):
+            yield item

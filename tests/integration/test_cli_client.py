@@ -344,6 +344,9 @@ def test_servers_exec_and_policy_denial(stack: Stack, admin: str, tmp_path: Path
     line = corral(tmp_path, "exec", SERVER, "-u", SHELL_USER, "--", "echo $((6*7))", **env)
     assert (line.code, line.out) == (0, "42\n")
 
+    nobody_there = corral(tmp_path, "exec", SERVER, "-u", "no-such-user-x", "--", "true", **env)
+    one_error(nobody_there, 1, "the command did not finish", "agent")
+
     denied = corral(tmp_path, "exec", SERVER, "-u", SHELL_USER, "--", "mkfs.corraltest", **env)
     one_error(denied, 5, "block.mkfs", "security team")
     missing = corral(tmp_path, "exec", "no-such-host", "--", "true", **env)
@@ -356,6 +359,67 @@ def test_servers_exec_and_policy_denial(stack: Stack, admin: str, tmp_path: Path
     assert hidden.code == 0 and hidden.out == "" and "no servers" in hidden.err
     assert corral(tmp_path, "approvals", **env).err.startswith("no approvals")
     one_error(corral(tmp_path, "approvals", "approve", "nope", **env), 4, "not found")
+
+
+def test_exec_streams_output_while_the_command_runs(
+    stack: Stack, admin: str, tmp_path: Path
+) -> None:
+    """The second line is only written after the test sees the first: without streaming
+    the first line could never arrive before the command ends."""
+    fifo = Path(f"/tmp/corral-cli-fifo-{os.getpid()}")  # the shell user must reach it
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)
+    try:
+        child = spawn(
+            tmp_path,
+            f"corral exec {SERVER} -u {SHELL_USER} -- 'echo first; cat {fifo}'; echo rc=$?",
+            CORRAL_URL=stack.url,
+            CORRAL_TOKEN=admin,
+        )
+        child.expect("first")
+        deadline = time.monotonic() + 15
+        while True:  # cat opens the fifo just after `echo first`
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "cat never opened the fifo"
+                time.sleep(0.05)
+        os.write(fd, b"second\n")
+        os.close(fd)
+        child.expect("second")
+        child.expect("rc=0")
+    finally:
+        fifo.unlink(missing_ok=True)
+
+    # A client that goes away cancels the command, and that is audited.
+    child = spawn(
+        tmp_path,
+        f"corral exec {SERVER} -u {SHELL_USER} -- 'echo started; sleep 60'",
+        CORRAL_URL=stack.url,
+        CORRAL_TOKEN=admin,
+    )
+    child.expect("started")
+    (cli_pid,) = children(child.pid)
+    os.kill(cli_pid, signal.SIGKILL)
+
+    async def cancelled() -> list[dict[str, Any]]:
+        from sqlmodel import select
+
+        from broker.audit.log import details_of
+        from broker.store.models import AuditEvent
+
+        async with stack.runtime.services.db.transaction() as s:
+            rows = (
+                await s.exec(select(AuditEvent).where(AuditEvent.action == "exec.command"))
+            ).all()
+            return [details_of(r) for r in rows if r.outcome == "failure"]
+
+    deadline = time.monotonic() + 15
+    while not any("sleep 60" in d.get("command", "") for d in stack.run(cancelled())):
+        assert time.monotonic() < deadline, "the cancelled exec was not audited"
+        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------------- terminals
