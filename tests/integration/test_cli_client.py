@@ -33,6 +33,7 @@ import uvicorn
 
 from broker.agents.hub import AgentHub
 from broker.app import create_app
+from broker.audit import SYSTEM
 from broker.bootstrap import initialise
 from broker.runtime import Runtime, open_runtime
 from broker.settings import load_settings
@@ -475,6 +476,44 @@ def test_websh_restores_the_terminal_on_sigterm(stack: Stack, admin: str, tmp_pa
     child.expect(pexpect.EOF)
     settings = child.before.decode()
     assert re.search(r"(?<!-)icanon", settings) and re.search(r"(?<![-\w])echo\b", settings)
+
+
+def test_websh_shows_blocks_and_approvals_decided_with_the_cli(
+    stack: Stack, admin: str, tmp_path: Path
+) -> None:
+    async def security_approver() -> str:
+        services = stack.runtime.services
+        group = await services.groups.create(stack.workspace_id, "security")
+        user = await services.users.create(stack.workspace_id, "sec@example.com")
+        await services.groups.add_member(stack.workspace_id, group.id, user.id, actor=SYSTEM)
+        return await stack.token("sec@example.com")
+
+    approver = {"CORRAL_URL": stack.url, "CORRAL_TOKEN": stack.run(security_approver())}
+    owner = spawn(
+        tmp_path,
+        f"corral websh {SERVER} -u {SHELL_USER}",
+        CORRAL_URL=stack.url,
+        CORRAL_TOKEN=admin,
+    )
+    _prompt(owner)
+    owner.sendline("mkfs.corraltest /dev/null")
+    # The broker's terminal gate writes its verdicts into the screen as `corral:` lines
+    # (websh events such as command_blocked are rendered too; see test_client_parts.py).
+    owner.expect(r"corral: denied by block.mkfs: formatting a file system is never allowed")
+    owner.sendline("eval echo approved-$((1+1))")
+    owner.expect(r"corral: waiting for approval by group:security")
+
+    listed = json.loads(corral(tmp_path, "approvals", "--json", **approver).out)["approvals"]
+    (approval_id,) = [a["id"] for a in listed if a["status"] == "pending"]
+    table = corral(tmp_path, "approvals", "list", "--status", "pending", **approver)
+    assert approval_id in table.out and "eval" in table.out
+    decided = corral(tmp_path, "approvals", "approve", approval_id, "--reason", "ok", **approver)
+    assert decided.code == 0 and f"approval {approval_id}: approved" in decided.out
+    owner.expect("approved-2")  # released: the held command ran
+    again = corral(tmp_path, "approvals", "deny", approval_id, **approver)
+    one_error(again, 1, "already approved")
+    owner.sendline("exit 0")
+    owner.expect(pexpect.EOF)
 
 
 def test_sessions_join_by_share_link_and_staff_watch(
