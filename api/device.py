@@ -250,36 +250,31 @@ async def _decide(
     return grant
 
 
-@operation(
-    summary="Approve a device-code login",
-    tag="auth",
-    body=DeviceDecision,
-    ok=DeviceDecided,
-    scope="write",
-    errors=(400, 403, 404, 429),
-)
+async def _decision_answer(request: Request, *, approve: bool) -> JSONResponse:
+    principal = await authenticate(request, services_of(request))
+    need_write(principal)
+    data = await body_of(request, DeviceDecision)
+    grant = await _decide(request, principal, data.user_code, approve=approve)
+    return JSONResponse(DeviceDecided(approved=approve, client_name=grant.client_name).model_dump())
+
+
+_DECISION = {
+    "tag": "auth",
+    "body": DeviceDecision,
+    "ok": DeviceDecided,
+    "scope": "write",
+    "errors": (400, 403, 404, 429),
+}
+
+
+@operation(summary="Approve a device-code login", **_DECISION)
 async def approve(request: Request) -> JSONResponse:
-    principal = await authenticate(request, services_of(request))
-    need_write(principal)
-    data = await body_of(request, DeviceDecision)
-    grant = await _decide(request, principal, data.user_code, approve=True)
-    return JSONResponse(DeviceDecided(approved=True, client_name=grant.client_name).model_dump())
+    return await _decision_answer(request, approve=True)
 
 
-@operation(
-    summary="Deny a device-code login",
-    tag="auth",
-    body=DeviceDecision,
-    ok=DeviceDecided,
-    scope="write",
-    errors=(400, 403, 404, 429),
-)
+@operation(summary="Deny a device-code login", **_DECISION)
 async def deny(request: Request) -> JSONResponse:
-    principal = await authenticate(request, services_of(request))
-    need_write(principal)
-    data = await body_of(request, DeviceDecision)
-    grant = await _decide(request, principal, data.user_code, approve=False)
-    return JSONResponse(DeviceDecided(approved=False, client_name=grant.client_name).model_dump())
+    return await _decision_answer(request, approve=False)
 
 
 # ---------------------------------------------------------------- the browser page

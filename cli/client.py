@@ -87,6 +87,16 @@ def split_remote_command(words: list[str]) -> tuple[list[str], list[str] | None]
     return words[:cut], words[cut + 1 :]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1")
+    return value
+
+
 def when(text: str) -> str:
     """``--since 2h`` (relative) or an ISO 8601 time, sent as ISO 8601 UTC."""
     match = _DURATION.fullmatch(text.strip())
@@ -215,7 +225,9 @@ def add_audit_query(audit: argparse.ArgumentParser) -> None:
     audit.add_argument("--server", default=None, help="server id")
     audit.add_argument("--action", default=None, help="e.g. session.command")
     audit.add_argument("--outcome", default=None, choices=("success", "failure", "denied"))
-    audit.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    audit.add_argument(
+        "--limit", type=_positive, default=100, help="at most this many (default 100)"
+    )
     audit.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     _json_option(audit)
     audit.set_defaults(run=resources.audit_events)

@@ -352,6 +352,7 @@ def test_servers_exec_and_policy_denial(stack: Stack, admin: str, tmp_path: Path
     one_error(denied, 5, "block.mkfs", "security team")
     missing = corral(tmp_path, "exec", "no-such-host", "--", "true", **env)
     one_error(missing, 4, "not found")
+    one_error(corral(tmp_path, "websh", "no-such-host", **env), 4, "not found")
     usage = corral(tmp_path, "exec", SERVER, **env)
     one_error(usage, 2, "no command given")
 
