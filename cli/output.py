@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["cell", "print_json", "print_table", "write_all"]
+__all__ = ["Column", "cell", "print_json", "print_table", "write_all"]
 
 MAX_CELL = 60
 

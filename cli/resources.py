@@ -15,7 +15,7 @@ from typing import Any
 
 from cli.errors import EXIT_USAGE, CliError
 from cli.http import Api
-from cli.output import cell, print_json, print_table
+from cli.output import Column, cell, print_json, print_table
 from cli.profiles import resolve
 
 __all__ = [
@@ -42,14 +42,29 @@ def connect(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Ap
     return Api.of(target)
 
 
-def servers(args: argparse.Namespace) -> int:
+def _listing(
+    args: argparse.Namespace,
+    path: str,
+    key: str,
+    columns: list[Column],
+    empty: str,
+    **params: Any,
+) -> int:
+    """One GET, then the rows as a table or (``--json``) as the broker sent them."""
     with connect(args) as api:
-        rows = api.get("/api/v1/servers")["servers"]
+        rows = api.get(path, **params)[key]
     if args.json:
-        print_json({"servers": rows})
-        return 0
-    print_table(
-        rows,
+        print_json({key: rows})
+    else:
+        print_table(rows, columns, empty)
+    return 0
+
+
+def servers(args: argparse.Namespace) -> int:
+    return _listing(
+        args,
+        "/api/v1/servers",
+        "servers",
         [
             ("NAME", lambda r: r["name"]),
             ("STATUS", lambda r: "online" if r.get("online") else r.get("status")),
@@ -59,7 +74,6 @@ def servers(args: argparse.Namespace) -> int:
         ],
         "no servers you can see",
     )
-    return 0
 
 
 def _server_names(api: Api) -> dict[str, str]:
@@ -89,32 +103,30 @@ def sessions(args: argparse.Namespace) -> int:
 
 def approvals(args: argparse.Namespace) -> int:
     action = args.approvals_action or "list"
+    if action == "list":
+        return _listing(
+            args,
+            "/api/v1/approvals",
+            "approvals",
+            [
+                ("ID", lambda r: r["id"]),
+                ("STATUS", lambda r: r["status"]),
+                ("COMMAND", lambda r: r.get("command")),
+                ("RULE", lambda r: r.get("rule_id")),
+                ("REQUESTER", lambda r: r.get("requester_id")),
+                ("EXPIRES", lambda r: r.get("expires_at")),
+            ],
+            "no approvals" + (f" with status {args.status}" if args.status else ""),
+            status=args.status,
+        )
+    if not args.id:
+        raise CliError(
+            f"`corral approvals {action}` needs an approval ID",
+            "see `corral approvals list`",
+            EXIT_USAGE,
+        )
+    verb = "approve" if action == "approve" else "deny"
     with connect(args) as api:
-        if action == "list":
-            rows = api.get("/api/v1/approvals", status=args.status)["approvals"]
-            if args.json:
-                print_json({"approvals": rows})
-                return 0
-            print_table(
-                rows,
-                [
-                    ("ID", lambda r: r["id"]),
-                    ("STATUS", lambda r: r["status"]),
-                    ("COMMAND", lambda r: r.get("command")),
-                    ("RULE", lambda r: r.get("rule_id")),
-                    ("REQUESTER", lambda r: r.get("requester_id")),
-                    ("EXPIRES", lambda r: r.get("expires_at")),
-                ],
-                "no approvals" + (f" with status {args.status}" if args.status else ""),
-            )
-            return 0
-        if not args.id:
-            raise CliError(
-                f"`corral approvals {action}` needs an approval ID",
-                "see `corral approvals list`",
-                EXIT_USAGE,
-            )
-        verb = "approve" if action == "approve" else "deny"
         decided = api.post(f"/api/v1/approvals/{args.id}/{verb}", {"reason": args.reason or ""})
     if args.json:
         print_json(decided)
@@ -211,18 +223,15 @@ def _emit_event(event: dict[str, Any], as_json: bool) -> None:
 
 
 def recordings_list(args: argparse.Namespace) -> int:
-    with connect(args) as api:
-        rows = api.get("/api/v1/recordings", session_id=args.session)["recordings"]
-    if args.json:
-        print_json({"recordings": rows})
-        return 0
-    print_table(
-        rows,
+    return _listing(
+        args,
+        "/api/v1/recordings",
+        "recordings",
         [
             ("ID", lambda r: r["id"]),
             ("SESSION", lambda r: r.get("session_id")),
             ("SIZE", lambda r: r.get("size_bytes")),
         ],
         "no recordings you can see",
+        session_id=args.session,
     )
-    return 0
