@@ -215,6 +215,8 @@ def test_login_with_a_token_whoami_profiles_and_logout(
     home = tmp_path
     none = corral(home, "whoami")
     one_error(none, 3, "not logged in", "corral login")
+    no_tty = corral(home, "login", stack.url)  # stdin is not a terminal here
+    one_error(no_tty, 2, "no terminal", "--token -")
     wrong = corral(home, "login", stack.url, "--token", "-", stdin="crlpat_nope\n")
     one_error(wrong, 3, "invalid token")
     assert not (home / "config" / "corral").exists()
