@@ -164,6 +164,12 @@ class Api:
             return response
         raise problem_error(response)
 
+    def answer(self, method: str, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        """The answer whatever its status (for protocols that speak through problems, like
+        the device-login polling); only transport failures raise."""
+        with self._transport():
+            return self.client.request(method, path, json=dict(body))
+
     def call(
         self,
         method: str,

@@ -56,8 +56,8 @@ def _device_login(
     deadline = time.monotonic() + min(float(started.get("expires_in", 600)), MAX_WAIT_SECONDS)
     while time.monotonic() < deadline:
         sleep(interval)
-        response = api.client.post(
-            "/api/v1/auth/device/token", json={"device_code": started["device_code"]}
+        response = api.answer(
+            "POST", "/api/v1/auth/device/token", {"device_code": started["device_code"]}
         )
         if response.is_success:
             answer: dict[str, Any] = response.json()
@@ -65,7 +65,9 @@ def _device_login(
         try:
             problem = response.json()
         except ValueError:
-            problem = {}
+            problem = None
+        if not isinstance(problem, dict):
+            raise problem_error(response)
         code = str(problem.get("type", "")).removeprefix("urn:corral:problem:")
         if code == "authorization-pending":
             continue

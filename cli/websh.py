@@ -260,7 +260,7 @@ def _raw_terminal(enabled: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 async def attach(api: Api, opened: dict[str, Any], *, read_only: bool = False) -> int:
