@@ -67,6 +67,8 @@ _FIXES: dict[str, tuple[int, str]] = {
     "agent-offline": (EXIT_FAILED, "check the agent on that server, then retry"),
     "rate-limited": (EXIT_FAILED, "wait a little and retry"),
     "invalid-request": (EXIT_FAILED, "check the arguments (see --help)"),
+    "conflict": (EXIT_FAILED, "it changed meanwhile: list it again, then retry if needed"),
+    "exec-failed": (EXIT_FAILED, "check the unix user exists on that server"),
 }
 
 
