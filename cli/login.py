@@ -21,7 +21,7 @@ from typing import Any
 
 from cli.errors import EXIT_AUTH, EXIT_USAGE, CliError
 from cli.http import Api, check_url, problem_error
-from cli.output import print_json, print_table
+from cli.output import cell, print_json, print_table
 from cli.profiles import Credentials, Profile, credentials_path, resolve, selected_profile
 
 __all__ = ["login", "logout", "profiles", "whoami"]
@@ -46,10 +46,11 @@ def _device_login(
     api: Api, say: Callable[[str], None], sleep: Callable[[float], None]
 ) -> dict[str, Any]:
     started = api.post("/api/v1/auth/device", {"client_name": _client_name()})
+    # Broker text reaches the terminal escaped (a hostile broker cannot paint the screen).
     say(
-        f"To sign in, open {started['verification_uri']} in a browser where you are signed "
-        f"in to Corral and enter the code {started['user_code']}\n"
-        f"  (or open {started['verification_uri_complete']})\n"
+        f"To sign in, open {cell(started['verification_uri'], 300)} in a browser where you "
+        f"are signed in to Corral and enter the code {cell(started['user_code'], 20)}\n"
+        f"  (or open {cell(started['verification_uri_complete'], 300)})\n"
         "Waiting for approval... (Ctrl-C to cancel)"
     )
     interval = float(started.get("interval", 5))
@@ -94,7 +95,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     url = check_url(args.url_arg)
     creds = Credentials.load(credentials_path(env))
     name = selected_profile(args.profile, env, creds)
-    ca_file = args.ca_file or ""
+    ca_file = os.path.abspath(args.ca_file) if args.ca_file else ""
     if args.token is not None:
         token = _read_token(args.token)
         with Api(url, token, ca_file) as api:
@@ -126,7 +127,8 @@ def login(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     if previous is not None and previous.minted and previous.token != token:
         _revoke_quietly(previous)
     print(
-        f"Logged in to {url} as {me['user']['email']} (workspace {me['workspace']['name']}); "
+        f"Logged in to {url} as {cell(me['user']['email'])} "
+        f"(workspace {cell(me['workspace']['name'])}); "
         f"profile {name!r} saved in {creds.path}"
     )
     return 0
@@ -175,8 +177,8 @@ def whoami(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int
         return 0
     via = "CORRAL_TOKEN" if target.source == "env" else f"profile {target.profile!r}"
     print(
-        f"{me['user']['email']} ({me['user']['role']}) in workspace {me['workspace']['name']} "
-        f"at {target.url}, via {via}"
+        f"{cell(me['user']['email'])} ({cell(me['user']['role'])}) in workspace "
+        f"{cell(me['workspace']['name'])} at {target.url}, via {via}"
     )
     return 0
 
