@@ -15,6 +15,7 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from broker.errors import CorralError
 from cli.client import (
@@ -25,13 +26,20 @@ from cli.client import (
     is_client_call,
     split_remote_command,
 )
-from cli.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, CliError
+from cli.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
 __all__ = ["build_parser", "main"]
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line too, naming where the help is (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"corral: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser(client_only: bool = False) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="corral",
         description="Corral: a policy-driven access broker for Linux servers.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -14,6 +14,7 @@ import pytest
 from cli.client import is_client_call, split_remote_command, when
 from cli.errors import CliError
 from cli.http import problem_error
+from cli.main import main
 from cli.output import cell
 from cli.play import replay_cast
 from cli.profiles import Credentials, Profile, credentials_path, resolve
@@ -169,3 +170,17 @@ def test_arguments_split_and_client_calls_detected() -> None:
     assert _share_secret("6f1c0a") is None
     assert cell("a\x1b[31mb\tc") == "a\\x1b[31mb\\tc"
     assert cell("x" * 100, 10) == "x" * 9 + "…"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["no-such-command"], ["exec"], ["audit", "--since", "soon"], ["approvals", "maybe"]],
+)
+def test_usage_errors_are_one_line_naming_the_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("corral: error: ") and "--help`" in err[0]
