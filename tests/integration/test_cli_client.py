@@ -577,8 +577,15 @@ def test_audit_lists_and_filters_events(stack: Stack, admin: str, tmp_path: Path
     assert 1 <= len(events) <= 5
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs)
-    text = corral(tmp_path, "audit", "--category", "authentication", "--since", "1h", **env)
-    assert text.code == 0 and text.out.strip()
-    assert all("authentication" not in line or "#" in line for line in text.out.splitlines())
+    auth = corral(
+        tmp_path, "audit", "--category", "authentication", "--since", "1h", "--json", **env
+    )
+    picked = json.loads(auth.out)["events"]
+    assert picked and {e["category"] for e in picked} == {"authentication"}
+    assert "token.created" in {e["action"] for e in picked}  # every test token made one
+    text = corral(tmp_path, "audit", "--action", "token.created", "--limit", "2", **env)
+    lines = text.out.splitlines()
+    assert len(lines) == 2, text
+    assert all(re.match(r"\S+  #\d+  success\s+token\.created  actor=", line) for line in lines)
     bad = corral(tmp_path, "audit", "--since", "yesterday", **env)
     assert bad.code == 2 and "30m, 12h, 7d" in bad.err
