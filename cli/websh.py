@@ -106,7 +106,14 @@ class Terminal:
                 await self.ws.close()
 
     async def run(self) -> int:
-        await self._connect(self.websocket_url, resume=False)
+        try:
+            await self._connect(self.websocket_url, resume=False)
+        except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            where = self.websocket_url.split("?", 1)[0]  # never the ticket
+            raise CliError(
+                f"cannot open the terminal at {where}: {type(exc).__name__}",
+                "the broker's public URL (CORRAL_PUBLIC_URL) must be reachable from here",
+            ) from None
         loop = asyncio.get_running_loop()
         stdin = sys.stdin.fileno()
         reading = not self.read_only

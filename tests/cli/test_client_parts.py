@@ -13,12 +13,12 @@ import pytest
 
 from cli.client import is_client_call, split_remote_command, when
 from cli.errors import CliError
-from cli.http import problem_error
+from cli.http import Api, problem_error
 from cli.main import main
 from cli.output import cell
 from cli.play import replay_cast
 from cli.profiles import Credentials, Profile, credentials_path, resolve
-from cli.websh import _share_secret, describe
+from cli.websh import Terminal, _share_secret, describe
 from websh import (
     ApprovalDenied,
     ApprovalGranted,
@@ -184,3 +184,13 @@ def test_usage_errors_are_one_line_naming_the_help(
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("corral: error: ") and "--help`" in err[0]
+
+
+async def test_an_unreachable_terminal_url_is_one_error_without_the_ticket() -> None:
+    api = Api("http://127.0.0.1:1")
+    terminal = Terminal(api, "s1", "ws://127.0.0.1:1/api/v1/sessions/s1/terminal?ticket=SECRET")
+    with pytest.raises(CliError) as failed:
+        await terminal.run()
+    api.close()
+    assert "SECRET" not in str(failed.value)
+    assert "CORRAL_PUBLIC_URL" in failed.value.fix and failed.value.exit_code == 1
