@@ -481,6 +481,29 @@ def test_websh_restores_the_terminal_on_sigterm(stack: Stack, admin: str, tmp_pa
     assert re.search(r"(?<!-)icanon", settings) and re.search(r"(?<![-\w])echo\b", settings)
 
 
+def test_websh_restores_the_terminal_when_staff_end_the_session(
+    stack: Stack, admin: str, tmp_path: Path
+) -> None:
+    owner_token = stack.run(stack.token("hank@example.com", Role.SUPERUSER))
+    owner_env = {"CORRAL_URL": stack.url, "CORRAL_TOKEN": owner_token}
+    child = spawn(
+        tmp_path, f'corral websh {SERVER} -u {SHELL_USER}; echo "rc=$?"; stty -a', **owner_env
+    )
+    _prompt(child)
+    me = json.loads(corral(tmp_path, "whoami", "--json", **owner_env).out)["user"]["id"]
+    live = json.loads(corral(tmp_path, "sessions", "--json", **owner_env).out)["sessions"]
+    (session_id,) = [s["id"] for s in live if s["user_id"] == me]
+    ended = httpx.delete(
+        f"{stack.url}/api/v1/sessions/{session_id}", headers={"Authorization": f"Bearer {admin}"}
+    )
+    assert ended.status_code == 204
+    child.expect(r"corral: session terminated by admin@localhost: terminated by staff")
+    child.expect(r"rc=1\b")
+    child.expect(pexpect.EOF)
+    settings = child.before.decode()
+    assert re.search(r"(?<!-)icanon", settings) and re.search(r"(?<![-\w])echo\b", settings)
+
+
 def test_websh_shows_blocks_and_approvals_decided_with_the_cli(
     stack: Stack, admin: str, tmp_path: Path
 ) -> None:
