@@ -71,6 +71,8 @@ HOST_ACTIONS = frozenset({"verify", "purge"})
 def is_client_call(argv: list[str]) -> bool:
     """True when ``argv`` names a client command (not `audit verify|purge`, `recordings
     purge`): then only the client parsers are built."""
+    if "-h" in argv or "--help" in argv:
+        return False  # help shows every action, the broker-host ones too
     words = [word for word in argv if not word.startswith("-")]
     if not words or words[0] not in CLIENT_COMMANDS:
         return False

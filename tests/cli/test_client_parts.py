@@ -163,6 +163,7 @@ def test_arguments_split_and_client_calls_detected() -> None:
     assert not is_client_call(["audit", "verify"])
     assert not is_client_call(["recordings", "purge", "--workspace", "w"])
     assert not is_client_call(["up"]) and not is_client_call([])
+    assert not is_client_call(["audit", "--help"])
     assert when("2024-01-02T03:04:05") == "2024-01-02T03:04:05+00:00"
     assert when("90m").endswith("+00:00")
     assert _share_secret("https://c/api/v1/shares/crlshr_abc/join") == "crlshr_abc"
