@@ -446,9 +446,13 @@ def test_websh_in_a_pty_resizes_exits_and_restores_the_terminal(
     child.sendline("stty size")
     child.expect(r"24 80")
     child.setwinsize(30, 100)  # SIGWINCH to the foreground process
-    time.sleep(0.3)
-    child.sendline("stty size")
-    child.expect(r"30 100")
+    for _ in range(50):  # the resize travels CLI -> broker -> agent -> pty: ask until it landed
+        child.sendline("stty size")
+        if child.expect([r"30 100\r\n", r"24 80\r\n"]) == 0:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the window size never reached the remote terminal")
     child.sendline("echo marker-$((40+2))")
     child.expect("marker-42")
     child.sendline("exit 3")
@@ -529,8 +533,14 @@ def test_websh_shows_blocks_and_approvals_decided_with_the_cli(
     owner.sendline("eval echo approved-$((1+1))")
     owner.expect(r"corral: waiting for approval by group:security")
 
-    listed = json.loads(corral(tmp_path, "approvals", "--json", **approver).out)["approvals"]
-    (approval_id,) = [a["id"] for a in listed if a["status"] == "pending"]
+    deadline = time.monotonic() + 15
+    while True:  # the gate shows its line, then files the request
+        listed = json.loads(corral(tmp_path, "approvals", "--json", **approver).out)["approvals"]
+        pending = [a["id"] for a in listed if a["status"] == "pending"]
+        if pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (approval_id,) = pending
     table = corral(tmp_path, "approvals", "list", "--status", "pending", **approver)
     assert approval_id in table.out and "eval" in table.out
     decided = corral(tmp_path, "approvals", "approve", approval_id, "--reason", "ok", **approver)
