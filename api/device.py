@@ -324,8 +324,20 @@ async def device_page(request: Request) -> HTMLResponse:
     raw = request.query_params.get("user_code", "")
     code = raw if re.fullmatch(r"[A-Za-z-]{0,16}", raw) else ""
     csrf = identity_of(request).browser.csrf_token(secret)
+    asking = ""
+    if code:
+        # Name the terminal before the person decides (RFC 8628 5.4); each lookup counts
+        # against the same per-person limit as a decision, so codes cannot be probed.
+        grants = device_of(request)
+        grant = None if grants.attempts.hit(principal.user.id) else grants.pending(code)
+        asking = (
+            f"<p>The terminal <b>{html.escape('corral login on ' + grant.client_name)}</b> "
+            "asks to sign in as you.</p>"
+            if grant is not None
+            else "<p>No pending login has that code; check it in your terminal.</p>"
+        )
     return _page(
-        f"<p>Signed in as {html.escape(principal.user.email)}.</p>"
+        f"<p>Signed in as {html.escape(principal.user.email)}.</p>{asking}"
         "<p>Approve only a code shown by a <code>corral login</code> you started yourself.</p>"
         '<form method=post action="/device">'
         f'<input type=hidden name=csrf value="{html.escape(csrf)}">'

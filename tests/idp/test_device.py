@@ -161,6 +161,7 @@ async def test_the_device_page_needs_a_session_and_a_csrf_token(env: Env, ticks:
     page = await env.client.get("/device", params={"user_code": started["user_code"]})
     assert page.status_code == 200
     assert f'value="{started["user_code"]}"' in page.text
+    assert "corral login on build-box</b> asks to sign in as you" in page.text
     assert "<script" not in page.text
     csrf = re.search(r'name=csrf value="([0-9a-f]+)"', page.text)
     assert csrf is not None
