@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from _blockingws import BlockingWebSocket
-from _broker import ROOT
+from _broker import ROOT, run_broker_loop
 from _sshd import OpenSSH, SshdMissing, start_openssh
 from _terminals import (
     FdTerminal,
@@ -68,6 +68,8 @@ from _terminals import (
     wait_prompt,
 )
 
+from broker.serving import loop_factory, resolve_event_loop
+from broker.settings import EVENT_LOOPS
 from websh import (
     ChannelHello,
     ChannelKind,
@@ -146,12 +148,12 @@ async def broker_child(workdir: Path) -> None:
 
 class CorralBroker:
     def __init__(
-        self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None, uvloop: bool = False
+        self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None, loop: str = "auto"
     ) -> None:
         self.workdir = workdir
         self.ca = ca
         extra = ["--profile", profile] if profile else []
-        extra += ["--uvloop"] if uvloop else []
+        extra += ["--loop", loop]
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--broker-child", str(workdir), *extra],
             cwd=ROOT,
@@ -350,7 +352,7 @@ def run(args: argparse.Namespace) -> None:
         f"gateway_vs_ssh: {args.keys} keys (+{args.warmup} warm-up) per path in {args.rounds} "
         f"interleaved rounds; {args.opens} opens per path; cat {args.size_mb} MB x {args.reps}; "
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}; {ssl.OPENSSL_VERSION}; "
-        f"broker loop {'uvloop' if args.uvloop else 'asyncio'}; "
+        f"broker loop {resolve_event_loop(args.loop)}; "
         f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}; "
         f"load average before {load_before[0]:.2f}"
     )
@@ -373,7 +375,7 @@ def run(args: argparse.Namespace) -> None:
         client_tls = ssl.create_default_context(cafile=str(ca_file))
         client_tls.minimum_version = ssl.TLSVersion.TLSv1_3
 
-        broker = CorralBroker(workdir, client_tls, args.profile, args.uvloop)
+        broker = CorralBroker(workdir, client_tls, args.profile, args.loop)
         config = workdir / "agent" / "agent.toml"
         register_agent(broker, config, ca_file)
         agents.append(start_agent(config, workdir / "agent.log"))
@@ -575,26 +577,25 @@ def main() -> None:
     parser.add_argument("--deadline", type=int, default=1800, help="give up after (s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--profile", help="write a cProfile of the broker process here")
-    parser.add_argument("--uvloop", action="store_true", help="run the broker on uvloop")
+    parser.add_argument(
+        "--loop", choices=EVENT_LOOPS, default="auto", help="broker event loop, as `corral up`"
+    )
     parser.add_argument("--broker-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.broker_child:
-        if args.uvloop:  # an experiment: uvloop is not a dependency of Corral
-            import uvloop
-
-            uvloop.install()
+        make_loop = loop_factory(args.loop)  # as `corral up` picks it
         if args.profile:  # cProfile of the whole broker process, for finding hot spots
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
             try:
-                asyncio.run(broker_child(Path(args.broker_child)))
+                run_broker_loop(broker_child(Path(args.broker_child)), make_loop)
             finally:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
         else:
-            asyncio.run(broker_child(Path(args.broker_child)))
+            run_broker_loop(broker_child(Path(args.broker_child)), make_loop)
         return
 
     def overtime(signum: int, frame: object) -> None:

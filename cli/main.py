@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     up = commands.add_parser("up", help="run the broker (initialising it on first start)")
-    up.set_defaults(run=admin.up)
+    up.set_defaults(run=admin.up, loop_factory=admin.up_loop_factory)
 
     init = commands.add_parser("init", help="create the database, a workspace and its superuser")
     init.add_argument("--workspace", default="default", help="first workspace's name")
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(asyncio.run(args.run(args)))
+        make_loop = getattr(args, "loop_factory", None)
+        with asyncio.Runner(loop_factory=make_loop() if make_loop else None) as runner:
+            return int(runner.run(args.run(args)))
     except CorralError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)
         return EXIT_FAILED

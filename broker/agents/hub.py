@@ -25,6 +25,7 @@ from broker.agents.wire import Closed, Wire
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, CorralError
 from broker.services import Services
+from broker.services.inventory import Report
 from broker.store.models import Server, ServerStatus, new_id
 from websh import (
     Attach,
@@ -62,15 +63,17 @@ class AgentOffline(CorralError):
     """The server's agent is not connected to this broker."""
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class AgentLink:
+    """One connected agent. Kept small: a broker holds thousands of these at rest."""
+
     server: Server
     credential_id: str
     wire: Wire
     version: str
     channels: tuple[str, ...]
-    sysinfo: dict[str, Any]
     last_heard: float = 0.0
+    pinged: int = 0
 
 
 @dataclass(eq=False)
@@ -117,6 +120,7 @@ class AgentHub:
         *,
         heartbeat_interval: float = 15.0,
         metrics_interval: float = 60.0,
+        report_interval: float = 5.0,
         hello_timeout: float = 10.0,
         channel_timeout: float = 15.0,
         limits: Limits | None = None,
@@ -127,7 +131,11 @@ class AgentHub:
         self.hello_timeout = hello_timeout
         self.channel_timeout = channel_timeout
         self.limits = limits or Limits()
+        #: How often metrics and system info are written (all agents in one transaction).
+        self.report_interval = min(report_interval, metrics_interval or report_interval)
         self.links: dict[str, AgentLink] = {}
+        self._reports: dict[str, Report] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
         self.channels: set[DataChannel] = set()
         self._connected = asyncio.Condition()
@@ -152,7 +160,8 @@ class AgentHub:
         link = await self._authenticate(wire, hello, source)
         if link is None:
             return
-        await self._attach(link)
+        await self._attach(link, dict(hello.sysinfo))
+        del hello  # its sysinfo is in the store now; nothing per agent keeps it
         try:
             await self._control_loop(link)
         finally:
@@ -179,7 +188,6 @@ class AgentHub:
             wire,
             hello.agent_version,
             hello.channels,
-            dict(hello.sysinfo),
             self._now(),
         )
 
@@ -200,8 +208,9 @@ class AgentHub:
             details={"reason": reason, "source": source},
         )
 
-    async def _attach(self, link: AgentLink) -> None:
+    async def _attach(self, link: AgentLink, sysinfo: dict[str, Any]) -> None:
         server = link.server
+        self._reports.pop(server.id, None)  # a replaced link's unflushed report is older
         previous = self.links.get(server.id)
         self.links[server.id] = link
         if previous is not None:
@@ -211,7 +220,7 @@ class AgentHub:
             server.id,
             status=ServerStatus.ONLINE,
             seen_at=self.services.servers.clock(),
-            sysinfo=link.sysinfo or None,
+            sysinfo=sysinfo or None,
         )
         await self.services.audit.emit(
             server.workspace_id,
@@ -221,6 +230,8 @@ class AgentHub:
             server_id=server.id,
             details={"version": link.version, "replaced": previous is not None},
         )
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="agent-hub-sweeper")
         async with self._connected:
             self._connected.notify_all()
 
@@ -230,6 +241,7 @@ class AgentHub:
             return  # replaced: the newer link owns the presence
         del self.links[server.id]
         with contextlib.suppress(CorralError):
+            await self._flush_reports()  # its last metrics before it is marked offline
             await self.services.servers.report(
                 server.workspace_id,
                 server.id,
@@ -246,62 +258,72 @@ class AgentHub:
             )
 
     async def _control_loop(self, link: AgentLink) -> None:
+        """Read the agent's messages until it leaves. The only task per agent: liveness
+        and the store writes are the sweeper's, for all agents at once."""
         server = link.server
-        watchdog = asyncio.create_task(self._heartbeat(link))
-        try:
-            while True:
-                try:
-                    message = await link.wire.receive()
-                except Closed as closed:
-                    if closed.code not in (
-                        CloseCode.NORMAL,
-                        CloseCode.GOING_AWAY,
-                        CloseCode.REPLACED,
-                    ):
-                        await self._audit_protocol_error(link, closed)
-                    return
-                link.last_heard = self._now()
-                if isinstance(message, SysInfo):
-                    await self.services.servers.report(
-                        server.workspace_id,
-                        server.id,
-                        sysinfo=dict(message.info),
-                        seen_at=self.services.servers.clock(),
-                    )
-                elif isinstance(message, Metrics):
-                    await self.services.servers.report(
-                        server.workspace_id,
-                        server.id,
-                        metrics=_metrics(message),
-                        seen_at=self.services.servers.clock(),
-                    )
-                elif isinstance(message, CloseChannel):
-                    self._fail_pending(message.channel_id, "agent closed the channel")
-                elif isinstance(message, ErrorMessage) and message.channel_id:
-                    self._fail_pending(message.channel_id, message.message)
-        finally:
-            watchdog.cancel()
-
-    async def _heartbeat(self, link: AgentLink) -> None:
-        """Close a silent agent; ping only one that has been quiet for a whole interval.
-
-        The agent pings every ``heartbeat_interval`` itself (and our pong proves us alive
-        to it), so a ping of ours on top would only double the idle traffic: with 1,000
-        agents that is 67 messages a second the broker encrypts, frames and decodes for
-        nothing (``benchmarks/idle_agents.py``).
-        """
-        nonce = 0
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            silent = self._now() - link.last_heard
-            if silent > 3 * self.heartbeat_interval:
-                await link.wire.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+            try:
+                message = await link.wire.receive()
+            except Closed as closed:
+                if closed.code not in (
+                    CloseCode.NORMAL,
+                    CloseCode.GOING_AWAY,
+                    CloseCode.REPLACED,
+                ):
+                    await self._audit_protocol_error(link, closed)
                 return
-            if silent < self.heartbeat_interval:
-                continue
-            nonce += 1
-            with contextlib.suppress(Closed):
-                await link.wire.send(Ping(nonce=nonce, ts=self._now()))
+            link.last_heard = self._now()
+            if isinstance(message, SysInfo | Metrics):
+                previous = self._reports.get(server.id)
+                sysinfo = previous.sysinfo if previous else None
+                metrics = previous.metrics if previous else None
+                if isinstance(message, SysInfo):
+                    sysinfo = dict(message.info)
+                else:
+                    metrics = _metrics(message)
+                self._reports[server.id] = Report(
+                    server.workspace_id,
+                    server.id,
+                    self.services.servers.clock(),
+                    sysinfo=sysinfo,
+                    metrics=metrics,
+                )
+            elif isinstance(message, CloseChannel):
+                self._fail_pending(message.channel_id, "agent closed the channel")
+            elif isinstance(message, ErrorMessage) and message.channel_id:
+                self._fail_pending(message.channel_id, message.message)
+
+    async def _sweep(self) -> None:
+        """Every ``report_interval`` (at most every heartbeat): write what the agents
+        reported, close the silent, ping the quiet.
+
+        One task and one transaction for the whole hub instead of a watchdog task per
+        agent and a transaction per metrics message (``benchmarks/idle_agents.py``).
+        The agent pings every ``heartbeat_interval`` itself (and our pong proves us alive
+        to it), so a ping of ours is only sent to an agent quiet for a whole interval;
+        one silent for three intervals is closed.
+        """
+        tick = min(self.heartbeat_interval, self.report_interval)
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self._flush_reports()
+            except CorralError:
+                log.exception("agent reports not written; retrying at the next flush")
+            now = self._now()
+            for link in list(self.links.values()):
+                silent = now - link.last_heard
+                if silent > 3 * self.heartbeat_interval:
+                    await link.wire.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+                elif silent >= self.heartbeat_interval:
+                    link.pinged += 1
+                    with contextlib.suppress(Closed):
+                        await link.wire.send(Ping(nonce=link.pinged, ts=now))
+
+    async def _flush_reports(self) -> None:
+        if self._reports:
+            reports, self._reports = list(self._reports.values()), {}
+            await self.services.servers.report_many(reports)
 
     async def _audit_protocol_error(self, link: AgentLink, closed: Closed) -> None:
         server = link.server
@@ -455,6 +477,11 @@ class AgentHub:
             await channel.close(code, reason or "broker restarting")
         for link in list(self.links.values()):
             await link.wire.close(code, reason or "broker restarting")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        with contextlib.suppress(CorralError):
+            await self._flush_reports()
 
     async def disconnect(self, server_id: str, reason: str) -> None:
         """Hang up a server's agent for good (it was removed): its credential is gone, so
