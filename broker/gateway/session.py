@@ -2,9 +2,11 @@
 the people attached to it.
 
 A single pump task reads the agent's channel and appends every output byte to the buffer
-and the recording; it never waits for any one person's WebSocket. Each attached client has
-its own sender task that walks the buffer from its cursor, so a slow client only falls
-behind itself. A client further behind than the buffer holds is dropped (it may reconnect
+and the recording; it never waits for any one person's WebSocket. A client that has
+everything so far and nothing else queued is written to by the pump itself
+(:func:`~broker.gateway.eager.start_eagerly`: no task switch unless its transport is full);
+otherwise its own sender task walks the buffer from its cursor, so a slow client only
+falls behind itself. A client further behind than the buffer holds is dropped (it may reconnect
 and resume); the session, the recording and the other clients carry on. Only when even the
 most advanced client is half a buffer behind does the pump pause (TCP then slows the agent,
 the pty and the command), so a client that is merely slower than the host, such as anyone
@@ -29,6 +31,7 @@ from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
 from broker.errors import CorralError
 from broker.gateway.buffer import OutputBuffer
+from broker.gateway.eager import start_eagerly
 from broker.gateway.recorder import AsciicastRecorder
 from broker.services import Services
 from broker.store.models import SessionStatus
@@ -78,6 +81,9 @@ class Client:
     told_read_only: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: The rest of a direct write from the pump that had to wait for the transport; the
+    #: sender task lets it finish before it sends anything else (output stays in order).
+    inflight: asyncio.Task[None] | None = None
 
     @property
     def actor(self) -> Actor:
@@ -164,13 +170,37 @@ class LiveSession:
         """Shell output (or, ``injected``, the gate's own messages) to clients and recording."""
         if self.gate is not None and not injected:
             self.gate.output(data)
+        start = self.buffer.end
         self.buffer.append(data)
         self.recorder.output(data)
         for client in list(self.clients):
             if client.cursor is not None and client.cursor < self.buffer.start:
                 self._spawn(self._drop_slow(client))
-            else:
+            elif not self._send_direct(client, start, data):
                 client.wake.set()
+
+    def _send_direct(self, client: Client, start: int, data: bytes) -> bool:
+        """Write ``data`` (output from offset ``start``) to a caught-up, idle client from
+        the pump itself; False when its sender task must do it instead."""
+        if (
+            client.cursor != start
+            or client.notices
+            or client.wake.is_set()
+            or (client.inflight is not None and not client.inflight.done())
+            or self.final is not None
+            or len(data) > CHUNK
+        ):
+            return False
+        client.cursor = start + len(data)
+        try:
+            client.inflight = start_eagerly(client.wire.send(Output(data=data)))
+        except Closed:
+            return True  # gone: its own connection loop notices and detaches it
+        if client.inflight is not None:
+            client.inflight.add_done_callback(_retrieve)
+        self._stalled = False
+        self._progress.set()
+        return True
 
     async def _backpressure(self) -> None:
         """Wait while even the most advanced attached client is half a buffer behind."""
@@ -348,6 +378,9 @@ class LiveSession:
     async def _send_loop(self, client: Client) -> None:
         try:
             while True:
+                if client.inflight is not None:
+                    inflight, client.inflight = client.inflight, None
+                    await inflight  # the pump's direct write goes out first
                 if client.notices:
                     notices, client.notices = client.notices, []
                     for notice in notices:
@@ -426,6 +459,12 @@ class LiveSession:
                 session_id=self.id,
                 details=details,
             )
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A direct write's outcome: a client that left is its connection loop's business."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _exit_reason(message: Exit) -> str:
