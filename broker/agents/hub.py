@@ -56,6 +56,12 @@ __all__ = ["AgentHub", "AgentOffline", "DataChannel", "ExecResult"]
 log = logging.getLogger("corral.agents")
 
 CONTROL_PATH = "/agent/v1/control"
+#: Seconds between an agent's pings (told in ``welcome``); silence for three of them ends
+#: the link. 30 s, not 15: a host or network that died is found sooner by the kernel's TCP
+#: keepalive (broker/serving.py, about 60 s), so this only has to catch an agent process
+#: that hangs with its socket open, and every ping costs the broker a TLS read, a pong and
+#: a TLS write (1,000 agents at 15 s: 133 messages a second at rest).
+HEARTBEAT_INTERVAL = 30.0
 CHANNEL_PATH = "/agent/v1/channel"
 
 
@@ -63,11 +69,20 @@ class AgentOffline(CorralError):
     """The server's agent is not connected to this broker."""
 
 
+@dataclass(frozen=True, slots=True)
+class ServerRef:
+    """Which server a link is: not the store's row, whose system info, metrics and ORM
+    state would otherwise stay in memory for every connected agent."""
+
+    id: str
+    workspace_id: str
+
+
 @dataclass(eq=False, slots=True)
 class AgentLink:
     """One connected agent. Kept small: a broker holds thousands of these at rest."""
 
-    server: Server
+    server: ServerRef
     credential_id: str
     wire: Wire
     version: str
@@ -118,7 +133,7 @@ class AgentHub:
         self,
         services: Services,
         *,
-        heartbeat_interval: float = 15.0,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
         metrics_interval: float = 60.0,
         report_interval: float = 5.0,
         hello_timeout: float = 10.0,
@@ -183,7 +198,7 @@ class AgentHub:
             )
         )
         return AgentLink(
-            server,
+            ServerRef(server.id, server.workspace_id),
             credential.id,
             wire,
             hello.agent_version,
