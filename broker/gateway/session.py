@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ from websh import (
     Output,
     ParticipantJoined,
     ParticipantLeft,
+    Ping,
     Resize,
     Terminated,
 )
@@ -57,6 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.gateway")
 
 CHUNK = 64 * 1024
+#: A session quiet this long pings its clients and its agent channel (websh ``ping``,
+#: answered automatically): the server does not ping WebSockets itself (broker/serving.py),
+#: and a proxy in front would otherwise close an idle terminal's connections.
+IDLE_PING_SECONDS = 20.0
 #: How long the pump waits for the leading client before it carries on without it.
 STALL_SECONDS = 10.0
 
@@ -109,8 +115,10 @@ class LiveSession:
         buffer_limit: int,
         on_end: Callable[[LiveSession], None],
         gate: CommandGate | None = None,
+        idle_ping_seconds: float = IDLE_PING_SECONDS,
     ) -> None:
         self.id = session_id
+        self.idle_ping_seconds = idle_ping_seconds
         self.workspace_id = workspace_id
         self.user_id = user_id
         self.server_id = server_id
@@ -130,6 +138,9 @@ class LiveSession:
         self._on_end = on_end
         self._pump: asyncio.Task[None] | None = None
         self._grace: asyncio.TimerHandle | None = None
+        self._idle_ping: asyncio.TimerHandle | None = None
+        self._last_traffic = 0.0
+        self._pings = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started_attached = False
         #: Decides each command line at its Enter (None: keystrokes go straight through).
@@ -142,6 +153,32 @@ class LiveSession:
     def start(self) -> None:
         self._pump = asyncio.create_task(self._run_pump(), name=f"session-pump-{self.id}")
         self._arm_grace()
+        self._last_traffic = asyncio.get_running_loop().time()
+        self._arm_idle_ping()
+
+    def _arm_idle_ping(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._last_traffic + self.idle_ping_seconds
+        floor = loop.time() + min(1.0, self.idle_ping_seconds)
+        self._idle_ping = loop.call_at(max(due, floor), self._idle_ping_due)
+
+    def _idle_ping_due(self) -> None:
+        self._idle_ping = None
+        if self.final is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._last_traffic >= self.idle_ping_seconds:
+            self._last_traffic = now
+            self._pings += 1
+            ping = Ping(nonce=self._pings, ts=time.time())
+            for client in self.clients:
+                self._notify(client, ping)  # through its sender: in order with the output
+            self._spawn(self._ping_channel(ping))
+        self._arm_idle_ping()
+
+    async def _ping_channel(self, ping: Ping) -> None:
+        with contextlib.suppress(Closed):
+            await self.channel.send(ping)
 
     async def _run_pump(self) -> None:
         try:
@@ -170,6 +207,7 @@ class LiveSession:
         """Shell output (or, ``injected``, the gate's own messages) to clients and recording."""
         if self.gate is not None and not injected:
             self.gate.output(data)
+        self._last_traffic = asyncio.get_running_loop().time()
         start = self.buffer.end
         self.buffer.append(data)
         self.recorder.output(data)
@@ -230,6 +268,9 @@ class LiveSession:
         self._progress.set()
         if self._grace is not None:
             self._grace.cancel()
+        if self._idle_ping is not None:
+            self._idle_ping.cancel()
+            self._idle_ping = None
         if self.gate is not None:
             self.gate.close()
         for client in self.clients:
