@@ -313,7 +313,7 @@ class AgentDirect:
 @contextlib.contextmanager
 def measuring(terms: dict[str, Terminal], active: Terminal) -> Iterator[None]:
     """Measure ``active``; meanwhile the other WebSocket terminals answer pings in a
-    background thread (uvicorn drops a WebSocket whose keepalive ping goes unanswered)."""
+    background thread (a quiet session pings its clients; see LiveSession)."""
     parked = [t for t in terms.values() if isinstance(t, WebshTerminal) and t is not active]
     for term in parked:
         term.park()

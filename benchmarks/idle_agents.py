@@ -1,7 +1,7 @@
 """1,000 idle agents on one broker process: memory per agent connection and CPU at rest.
 
 A real broker runs in this process (uvicorn on loopback, SQLite in a temporary directory,
-the hub with its production intervals: heartbeat 15 s, metrics 60 s), by default over
+the hub with its production intervals: heartbeat 30 s, metrics 60 s), by default over
 HTTPS/WSS with TLS 1.3 as in production (``--plain`` for HTTP). N servers are registered
 through ``AgentService``; then a child process (``--swarm``) runs N lightweight simulated
 agents in one asyncio loop, so none of their cost lands in the broker's figures. Each is a
