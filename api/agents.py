@@ -13,15 +13,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import BaseRoute, Route
 
 from agent.build import build_zipapp, install_script
 from api.auth import authenticate
 from api.bodies import json_object
 from api.problems import BadRequest, Forbidden
-from api.state import hub_of, runtime_of
-from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH
+from api.state import runtime_of
 from broker.store.models import Role
 
 __all__ = ["agent_routes"]
@@ -111,20 +109,12 @@ async def agent_pyz(request: Request) -> Response:
     return FileResponse(target, media_type="application/zip", filename="corral-agent.pyz")
 
 
-async def control(websocket: WebSocket) -> None:
-    await hub_of(websocket).serve_control(websocket)
-
-
-async def channel(websocket: WebSocket) -> None:
-    await hub_of(websocket).serve_channel(websocket)
-
-
 def agent_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/agents/register", register, methods=["POST"]),
         Route("/api/v1/servers/registration-tokens", registration_token, methods=["POST"]),
         Route("/agent/install.sh", install_sh),
         Route("/agent/corral-agent.pyz", agent_pyz),
-        WebSocketRoute(CONTROL_PATH, control),
-        WebSocketRoute(CHANNEL_PATH, channel),
+        # The agents' WebSockets (CONTROL_PATH, CHANNEL_PATH) are served by
+        # broker.app.BrokerApp ahead of the routing: see there why.
     ]

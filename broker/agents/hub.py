@@ -149,7 +149,8 @@ class AgentHub:
         #: How often metrics and system info are written (all agents in one transaction).
         self.report_interval = min(report_interval, metrics_interval or report_interval)
         self.links: dict[str, AgentLink] = {}
-        self._reports: dict[str, Report] = {}
+        #: What agents reported since the last flush, by workspace and server.
+        self._reports: dict[str, dict[str, Report]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
         self.channels: set[DataChannel] = set()
@@ -225,7 +226,8 @@ class AgentHub:
 
     async def _attach(self, link: AgentLink, sysinfo: dict[str, Any]) -> None:
         server = link.server
-        self._reports.pop(server.id, None)  # a replaced link's unflushed report is older
+        # a replaced link's unflushed report is older
+        self._reports.get(server.workspace_id, {}).pop(server.id, None)
         previous = self.links.get(server.id)
         self.links[server.id] = link
         if previous is not None:
@@ -289,15 +291,15 @@ class AgentHub:
                 return
             link.last_heard = self._now()
             if isinstance(message, SysInfo | Metrics):
-                previous = self._reports.get(server.id)
+                pending = self._reports.setdefault(server.workspace_id, {})
+                previous = pending.get(server.id)
                 sysinfo = previous.sysinfo if previous else None
                 metrics = previous.metrics if previous else None
                 if isinstance(message, SysInfo):
                     sysinfo = dict(message.info)
                 else:
                     metrics = _metrics(message)
-                self._reports[server.id] = Report(
-                    server.workspace_id,
+                pending[server.id] = Report(
                     server.id,
                     self.services.servers.clock(),
                     sysinfo=sysinfo,
@@ -336,9 +338,11 @@ class AgentHub:
                         await link.wire.send(Ping(nonce=link.pinged, ts=now))
 
     async def _flush_reports(self) -> None:
-        if self._reports:
-            reports, self._reports = list(self._reports.values()), {}
-            await self.services.servers.report_many(reports)
+        """One transaction per workspace with reports (usually one in all)."""
+        pending, self._reports = self._reports, {}
+        for workspace_id, reports in pending.items():
+            if reports:
+                await self.services.servers.report_many(workspace_id, list(reports.values()))
 
     async def _audit_protocol_error(self, link: AgentLink, closed: Closed) -> None:
         server = link.server

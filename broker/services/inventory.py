@@ -23,7 +23,6 @@ __all__ = ["Report", "ServerGroupService", "ServerService"]
 class Report:
     """What one agent said since the last flush (see :meth:`ServerService.report_many`)."""
 
-    workspace_id: str
     server_id: str
     seen_at: datetime
     sysinfo: dict[str, Any] | None = None
@@ -129,20 +128,20 @@ class ServerService(Service):
             s.add(server)
             return server
 
-    async def report_many(self, reports: builtins.list[Report]) -> None:
-        """Write many agents' metrics and system info in one transaction.
+    async def report_many(self, workspace_id: str, reports: builtins.list[Report]) -> None:
+        """Write many of a workspace's agents' metrics and system info in one transaction.
 
         The hub collects what its agents send and flushes it every few seconds: one
         ``UPDATE ... WHERE id = ? AND workspace_id = ?`` per server, all in one commit,
         instead of a read-modify-write transaction per message (1,000 agents sending
         metrics every 60 s were 17 transactions a second; ``benchmarks/idle_agents.py``).
-        A server removed meanwhile simply matches no row.
+        A server removed meanwhile, or one of another workspace, simply matches no row.
         """
         groups: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
         for report in reports:
             row: dict[str, Any] = {
                 "b_id": report.server_id,
-                "b_ws": report.workspace_id,
+                "b_ws": workspace_id,
                 "last_seen_at": report.seen_at,
             }
             if report.sysinfo is not None:

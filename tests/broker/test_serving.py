@@ -87,12 +87,13 @@ async def test_report_many_writes_each_server_in_its_workspace(services: Service
     theirs = await services.servers.create(other, "web-1", platform="debian")
     when = datetime(2026, 11, 29, 1, 2, 3, tzinfo=UTC)
     await services.servers.report_many(
+        acme,
         [
-            Report(acme, web.id, when, metrics={"cpu_percent": 1.5}),
-            Report(acme, db.id, when, sysinfo={"platform": "ubuntu", "cpus": 4}, metrics={"x": 1}),
+            Report(web.id, when, metrics={"cpu_percent": 1.5}),
+            Report(db.id, when, sysinfo={"platform": "ubuntu", "cpus": 4}, metrics={"x": 1}),
             # another workspace's server id under acme: matches nothing
-            Report(acme, theirs.id, when, metrics={"cpu_percent": 99.0}),
-        ]
+            Report(theirs.id, when, metrics={"cpu_percent": 99.0}),
+        ],
     )
     web_after = await services.servers.get(acme, web.id)
     assert web_after.metrics == {"cpu_percent": 1.5}
@@ -105,4 +106,4 @@ async def test_report_many_writes_each_server_in_its_workspace(services: Service
     assert db_after.metrics == {"x": 1}
     theirs_after = await services.servers.get(other, theirs.id)
     assert theirs_after.metrics == {} and theirs_after.last_seen_at is None
-    await services.servers.report_many([])  # nothing to write: no transaction
+    await services.servers.report_many(acme, [])  # nothing to write: no transaction
