@@ -257,8 +257,8 @@ class AgentHub:
         if self.links.get(server.id) is not link:
             return  # replaced: the newer link owns the presence
         del self.links[server.id]
+        await self._flush_reports()  # its last metrics before it is marked offline
         with contextlib.suppress(CorralError):
-            await self._flush_reports()  # its last metrics before it is marked offline
             await self.services.servers.report(
                 server.workspace_id,
                 server.id,
@@ -323,10 +323,7 @@ class AgentHub:
         tick = min(self.heartbeat_interval, self.report_interval)
         while True:
             await asyncio.sleep(tick)
-            try:
-                await self._flush_reports()
-            except CorralError:
-                log.exception("agent reports not written; retrying at the next flush")
+            await self._flush_reports()
             now = self._now()
             for link in list(self.links.values()):
                 silent = now - link.last_heard
@@ -338,11 +335,20 @@ class AgentHub:
                         await link.wire.send(Ping(nonce=link.pinged, ts=now))
 
     async def _flush_reports(self) -> None:
-        """One transaction per workspace with reports (usually one in all)."""
+        """One transaction per workspace with reports (usually one in all). A failed write
+        (the database busy or away) is logged and its reports kept for the next flush,
+        unless newer ones came in meanwhile; it never stops the sweeper."""
         pending, self._reports = self._reports, {}
         for workspace_id, reports in pending.items():
-            if reports:
+            if not reports:
+                continue
+            try:
                 await self.services.servers.report_many(workspace_id, list(reports.values()))
+            except Exception:
+                log.exception("agent reports of workspace %s not written; retrying", workspace_id)
+                newer = self._reports.setdefault(workspace_id, {})
+                for server_id, report in reports.items():
+                    newer.setdefault(server_id, report)
 
     async def _audit_protocol_error(self, link: AgentLink, closed: Closed) -> None:
         server = link.server
@@ -499,8 +505,7 @@ class AgentHub:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        with contextlib.suppress(CorralError):
-            await self._flush_reports()
+        await self._flush_reports()
 
     async def disconnect(self, server_id: str, reason: str) -> None:
         """Hang up a server's agent for good (it was removed): its credential is gone, so

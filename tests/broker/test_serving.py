@@ -107,3 +107,35 @@ async def test_report_many_writes_each_server_in_its_workspace(services: Service
     theirs_after = await services.servers.get(other, theirs.id)
     assert theirs_after.metrics == {} and theirs_after.last_seen_at is None
     await services.servers.report_many(acme, [])  # nothing to write: no transaction
+
+
+async def test_hub_keeps_reports_the_database_refused(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed flush loses nothing: the reports wait for the next one (newer win)."""
+    from broker.agents.hub import AgentHub
+
+    acme = (await services.workspaces.create("acme")).id
+    web = await services.servers.create(acme, "web-1")
+    hub = AgentHub(services)
+    when = datetime(2026, 11, 29, 1, 2, 3, tzinfo=UTC)
+    hub._reports = {acme: {web.id: Report(web.id, when, metrics={"cpu_percent": 1.0})}}
+    real = services.servers.report_many
+
+    newer: list[Report] = []
+
+    async def busy(workspace_id: str, reports: list[Report]) -> None:
+        for report in newer:  # what the agent sent while the write was in flight
+            hub._reports.setdefault(acme, {})[web.id] = report
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(services.servers, "report_many", busy)
+    await hub._flush_reports()  # logged, not raised
+    assert hub._reports[acme][web.id].metrics == {"cpu_percent": 1.0}  # kept for next time
+    newer.append(Report(web.id, when, metrics={"n": 2}))
+    await hub._flush_reports()
+    assert hub._reports[acme][web.id].metrics == {"n": 2}  # the newer one wins
+    monkeypatch.setattr(services.servers, "report_many", real)
+    await hub._flush_reports()
+    assert hub._reports == {}
+    assert (await services.servers.get(acme, web.id)).metrics == {"n": 2}
