@@ -310,6 +310,13 @@ class AgentDirect:
         self.listener.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (``/proc/PID/stat``, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def measuring(terms: dict[str, Terminal], active: Terminal) -> Iterator[None]:
     """Measure ``active``; meanwhile the other WebSocket terminals answer pings in a
@@ -416,14 +423,21 @@ def run(args: argparse.Namespace) -> None:
                 wait_prompt(term)
             terms[name] = term
         echo_stats: dict[str, Stats] = {}
+        # The broker process's own CPU while its path is measured: a cost per keystroke and
+        # per MB that, unlike the latencies, hardly depends on what else the machine runs.
+        broker_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
         if args.keys > 0:
             echo: dict[str, list[float]] = {name: [] for name in terms}
             per_round = max(1, args.keys // args.rounds)
             warm = args.warmup
             for _ in range(args.rounds):
                 for name, term in terms.items():
+                    cpu_before = cpu_seconds(broker.pid)
                     with measuring(terms, term):
                         echo[name] += echo_latencies(term, per_round, warm)
+                    if name == "Corral via broker":
+                        broker_cpu["echo"] += cpu_seconds(broker.pid) - cpu_before
+                        broker_cpu["keys"] += per_round + warm
                 warm = 10
             echo_stats = {name: stats(values) for name, values in echo.items()}
             print_table(
@@ -445,10 +459,14 @@ def run(args: argparse.Namespace) -> None:
             sizes: dict[str, int] = {}
             for _ in range(args.reps):
                 for name in tp_paths:
+                    cpu_before = cpu_seconds(broker.pid)
                     with measuring(terms, terms[name]):
                         received, took = throughput(terms[name], str(data_file))
                     rates[name].append(received / took / 1e6)
                     sizes[name] = received
+                    if name == "Corral via broker":
+                        broker_cpu["output"] += cpu_seconds(broker.pid) - cpu_before
+                        broker_cpu["bytes"] += received
             print()
             print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
                   "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
@@ -466,6 +484,16 @@ def run(args: argparse.Namespace) -> None:
                     + " ".join(f"{r:>8.1f}" for r in rates[name])
                     + f" {tp_median[name]:>8.1f}"
                 )
+
+        if broker_cpu["keys"] or broker_cpu["bytes"]:
+            print()
+            print("broker process CPU (user + system) while its path was measured:")
+            if broker_cpu["keys"]:
+                per_key = broker_cpu["echo"] / broker_cpu["keys"] * 1e6
+                print(f"  per keystroke echoed (key in, echo out): {per_key:.0f} us")
+            if broker_cpu["bytes"]:
+                per_mb = broker_cpu["output"] / broker_cpu["bytes"] * 1e6 * 1e3
+                print(f"  per MB of terminal output relayed and recorded: {per_mb:.1f} ms")
 
         for term in terms.values():
             term.close()
