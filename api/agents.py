@@ -1,4 +1,4 @@
-"""HTTP and WebSocket endpoints for agents: register, install, connect, dial back.
+"""HTTP endpoints for agents: register and install (their WebSockets: broker.app.BrokerApp).
 
 Registration is the one unauthenticated POST besides login: it trades a single-use token
 for a credential. Registration-token issuance is for staff and superusers.
@@ -14,16 +14,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import BaseRoute, Route
 
 from agent.build import build_zipapp, install_script
 from api.auth import authenticate
 from api.problems import Forbidden
 from api.sessions import need_write
 from api.spec import Model, body_of, operation
-from api.state import hub_of, runtime_of
-from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH
+from api.state import runtime_of
 from broker.store.models import Role
 
 __all__ = ["agent_routes"]
@@ -153,20 +151,12 @@ async def agent_pyz(request: Request) -> Response:
     return FileResponse(target, media_type="application/zip", filename="corral-agent.pyz")
 
 
-async def control(websocket: WebSocket) -> None:
-    await hub_of(websocket).serve_control(websocket)
-
-
-async def channel(websocket: WebSocket) -> None:
-    await hub_of(websocket).serve_channel(websocket)
-
-
 def agent_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/agents/register", register, methods=["POST"]),
         Route("/api/v1/servers/registration-tokens", registration_token, methods=["POST"]),
         Route("/agent/install.sh", install_sh),
         Route("/agent/corral-agent.pyz", agent_pyz),
-        WebSocketRoute(CONTROL_PATH, control),
-        WebSocketRoute(CHANNEL_PATH, channel),
+        # The agents' WebSockets (CONTROL_PATH, CHANNEL_PATH) are served by
+        # broker.app.BrokerApp ahead of the routing: see there why.
     ]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -27,10 +27,19 @@ from broker.agents.hub import AgentHub  # noqa: E402
 from broker.app import create_app  # noqa: E402
 from broker.bootstrap import initialise  # noqa: E402
 from broker.runtime import Runtime, open_runtime  # noqa: E402
+from broker.serving import server_config, set_keepalive  # noqa: E402
 from broker.settings import load_settings  # noqa: E402
-from broker.tlsbuffer import limit_tls_read_buffer  # noqa: E402
 
-__all__ = ["ROOT", "Broker", "bind", "running_broker"]
+__all__ = ["ROOT", "Broker", "bind", "run_broker_loop", "running_broker"]
+
+
+def run_broker_loop(
+    main: Coroutine[Any, Any, None],
+    make_loop: Callable[[], asyncio.AbstractEventLoop] | None,
+) -> None:
+    """``asyncio.run`` on the loop ``corral up`` would pick (``broker.serving.loop_factory``)."""
+    with asyncio.Runner(loop_factory=make_loop) as runner:
+        runner.run(main)
 
 
 def bind(port: int = 0, backlog: int = 2048) -> socket.socket:
@@ -38,6 +47,7 @@ def bind(port: int = 0, backlog: int = 2048) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
+    set_keepalive(sock)  # as `corral up` does
     sock.listen(backlog)
     return sock
 
@@ -57,19 +67,12 @@ class Broker:
 
     async def start(self) -> None:
         self.hub = self.make_hub(self.runtime)
-        config = uvicorn.Config(
+        config = server_config(  # as `corral up` serves it (TLS 1.3 only)
             create_app(self.runtime, hub=self.hub),
-            lifespan="on",
             log_level="error",
-            ws_max_size=2 * 1024 * 1024,
-            ssl_certfile=self.tls[0] if self.tls else None,
-            ssl_keyfile=self.tls[1] if self.tls else None,
+            certfile=self.tls[0] if self.tls else None,
+            keyfile=self.tls[1] if self.tls else None,
         )
-        if self.tls:
-            limit_tls_read_buffer()  # as `corral up` does
-            config.load()  # as `corral up` does: TLS 1.3 only
-            assert config.ssl is not None
-            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[bind(self.port)]))
         while not self.server.started:

@@ -112,8 +112,8 @@ class WebshTerminal(Terminal):
         self._unpark = threading.Event()
 
     def park(self) -> None:
-        """Keep answering the server's pings while another path is measured (uvicorn
-        closes a WebSocket that leaves its keepalive ping unanswered for 20 s)."""
+        """Keep reading (and so answering the session's websh pings) while another path
+        is measured, so nothing queues up unread on this connection meanwhile."""
 
         def idle() -> None:
             while not self._unpark.is_set():

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from _blockingws import BlockingWebSocket
-from _broker import ROOT
+from _broker import ROOT, run_broker_loop
 from _sshd import OpenSSH, SshdMissing, start_openssh
 from _terminals import (
     FdTerminal,
@@ -68,6 +68,8 @@ from _terminals import (
     wait_prompt,
 )
 
+from broker.serving import loop_factory, resolve_event_loop
+from broker.settings import EVENT_LOOPS
 from websh import (
     ChannelHello,
     ChannelKind,
@@ -146,12 +148,12 @@ async def broker_child(workdir: Path) -> None:
 
 class CorralBroker:
     def __init__(
-        self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None, uvloop: bool = False
+        self, workdir: Path, ca: ssl.SSLContext, profile: str | None = None, loop: str = "auto"
     ) -> None:
         self.workdir = workdir
         self.ca = ca
         extra = ["--profile", profile] if profile else []
-        extra += ["--uvloop"] if uvloop else []
+        extra += ["--loop", loop]
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--broker-child", str(workdir), *extra],
             cwd=ROOT,
@@ -308,10 +310,17 @@ class AgentDirect:
         self.listener.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (``/proc/PID/stat``, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def measuring(terms: dict[str, Terminal], active: Terminal) -> Iterator[None]:
     """Measure ``active``; meanwhile the other WebSocket terminals answer pings in a
-    background thread (uvicorn drops a WebSocket whose keepalive ping goes unanswered)."""
+    background thread (a quiet session pings its clients; see LiveSession)."""
     parked = [t for t in terms.values() if isinstance(t, WebshTerminal) and t is not active]
     for term in parked:
         term.park()
@@ -350,7 +359,7 @@ def run(args: argparse.Namespace) -> None:
         f"gateway_vs_ssh: {args.keys} keys (+{args.warmup} warm-up) per path in {args.rounds} "
         f"interleaved rounds; {args.opens} opens per path; cat {args.size_mb} MB x {args.reps}; "
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}; {ssl.OPENSSL_VERSION}; "
-        f"broker loop {'uvloop' if args.uvloop else 'asyncio'}; "
+        f"broker loop {resolve_event_loop(args.loop)}; "
         f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}; "
         f"load average before {load_before[0]:.2f}"
     )
@@ -373,7 +382,7 @@ def run(args: argparse.Namespace) -> None:
         client_tls = ssl.create_default_context(cafile=str(ca_file))
         client_tls.minimum_version = ssl.TLSVersion.TLSv1_3
 
-        broker = CorralBroker(workdir, client_tls, args.profile, args.uvloop)
+        broker = CorralBroker(workdir, client_tls, args.profile, args.loop)
         config = workdir / "agent" / "agent.toml"
         register_agent(broker, config, ca_file)
         agents.append(start_agent(config, workdir / "agent.log"))
@@ -414,14 +423,21 @@ def run(args: argparse.Namespace) -> None:
                 wait_prompt(term)
             terms[name] = term
         echo_stats: dict[str, Stats] = {}
+        # The broker process's own CPU while its path is measured: a cost per keystroke and
+        # per MB that, unlike the latencies, hardly depends on what else the machine runs.
+        broker_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
         if args.keys > 0:
             echo: dict[str, list[float]] = {name: [] for name in terms}
             per_round = max(1, args.keys // args.rounds)
             warm = args.warmup
             for _ in range(args.rounds):
                 for name, term in terms.items():
+                    cpu_before = cpu_seconds(broker.pid)
                     with measuring(terms, term):
                         echo[name] += echo_latencies(term, per_round, warm)
+                    if name == "Corral via broker":
+                        broker_cpu["echo"] += cpu_seconds(broker.pid) - cpu_before
+                        broker_cpu["keys"] += per_round + warm
                 warm = 10
             echo_stats = {name: stats(values) for name, values in echo.items()}
             print_table(
@@ -443,10 +459,14 @@ def run(args: argparse.Namespace) -> None:
             sizes: dict[str, int] = {}
             for _ in range(args.reps):
                 for name in tp_paths:
+                    cpu_before = cpu_seconds(broker.pid)
                     with measuring(terms, terms[name]):
                         received, took = throughput(terms[name], str(data_file))
                     rates[name].append(received / took / 1e6)
                     sizes[name] = received
+                    if name == "Corral via broker":
+                        broker_cpu["output"] += cpu_seconds(broker.pid) - cpu_before
+                        broker_cpu["bytes"] += received
             print()
             print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
                   "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
@@ -464,6 +484,16 @@ def run(args: argparse.Namespace) -> None:
                     + " ".join(f"{r:>8.1f}" for r in rates[name])
                     + f" {tp_median[name]:>8.1f}"
                 )
+
+        if broker_cpu["keys"] or broker_cpu["bytes"]:
+            print()
+            print("broker process CPU (user + system) while its path was measured:")
+            if broker_cpu["keys"]:
+                per_key = broker_cpu["echo"] / broker_cpu["keys"] * 1e6
+                print(f"  per keystroke echoed (key in, echo out): {per_key:.0f} us")
+            if broker_cpu["bytes"]:
+                per_mb = broker_cpu["output"] / broker_cpu["bytes"] * 1e6 * 1e3
+                print(f"  per MB of terminal output relayed and recorded: {per_mb:.1f} ms")
 
         for term in terms.values():
             term.close()
@@ -575,26 +605,25 @@ def main() -> None:
     parser.add_argument("--deadline", type=int, default=1800, help="give up after (s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--profile", help="write a cProfile of the broker process here")
-    parser.add_argument("--uvloop", action="store_true", help="run the broker on uvloop")
+    parser.add_argument(
+        "--loop", choices=EVENT_LOOPS, default="auto", help="broker event loop, as `corral up`"
+    )
     parser.add_argument("--broker-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.broker_child:
-        if args.uvloop:  # an experiment: uvloop is not a dependency of Corral
-            import uvloop
-
-            uvloop.install()
+        make_loop = loop_factory(args.loop)  # as `corral up` picks it
         if args.profile:  # cProfile of the whole broker process, for finding hot spots
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
             try:
-                asyncio.run(broker_child(Path(args.broker_child)))
+                run_broker_loop(broker_child(Path(args.broker_child)), make_loop)
             finally:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
         else:
-            asyncio.run(broker_child(Path(args.broker_child)))
+            run_broker_loop(broker_child(Path(args.broker_child)), make_loop)
         return
 
     def overtime(signum: int, frame: object) -> None:

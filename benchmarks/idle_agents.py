@@ -1,7 +1,7 @@
 """1,000 idle agents on one broker process: memory per agent connection and CPU at rest.
 
 A real broker runs in this process (uvicorn on loopback, SQLite in a temporary directory,
-the hub with its production intervals: heartbeat 15 s, metrics 60 s), by default over
+the hub with its production intervals: heartbeat 30 s, metrics 60 s), by default over
 HTTPS/WSS with TLS 1.3 as in production (``--plain`` for HTTP). N servers are registered
 through ``AgentService``; then a child process (``--swarm``) runs N lightweight simulated
 agents in one asyncio loop, so none of their cost lands in the broker's figures. Each is a
@@ -42,9 +42,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _broker import ROOT, Broker, running_broker
+from _broker import ROOT, Broker, run_broker_loop, running_broker
 
 from broker.agents.hub import CONTROL_PATH
+from broker.serving import loop_factory, resolve_event_loop
+from broker.settings import EVENT_LOOPS
 from websh import Connection, ConnectionKind, Hello, Metrics, Ping, Side, WebshError, Welcome
 
 MEMORY_TARGET_KB = 50
@@ -205,7 +207,7 @@ async def coordinator(args: argparse.Namespace) -> None:
     mode = "plain HTTP/WS" if args.plain else "HTTPS/WSS, TLS 1.3"
     print(
         f"idle_agents: {args.agents} simulated agents on one broker process ({mode}"
-        f"{', uvloop' if args.uvloop else ''}); "
+        f", {resolve_event_loop(args.loop)} loop); "
         f"rest {args.rest:.0f} s; {os.cpu_count()} CPUs; fd limit {fds}; "
         f"Python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}"
     )
@@ -319,7 +321,9 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--rest", type=float, default=30.0, help="seconds of CPU sampling")
     parser.add_argument("--plain", action="store_true", help="HTTP/WS instead of TLS")
-    parser.add_argument("--uvloop", action="store_true", help="run the broker on uvloop")
+    parser.add_argument(
+        "--loop", choices=EVENT_LOOPS, default="auto", help="broker event loop, as `corral up`"
+    )
     parser.add_argument("--profile", help="write a cProfile of the broker at rest here")
     parser.add_argument("--tracemalloc", action="store_true", help="print where memory went")
     parser.add_argument("--swarm", help=argparse.SUPPRESS)
@@ -329,11 +333,7 @@ def main() -> None:
     if args.swarm:
         asyncio.run(swarm(args))
         return
-    if args.uvloop:  # an experiment: uvloop is not a dependency of Corral
-        import uvloop
-
-        uvloop.install()
-    asyncio.run(coordinator(args))
+    run_broker_loop(coordinator(args), loop_factory(args.loop))  # as `corral up`
 
 
 if __name__ == "__main__":

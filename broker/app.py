@@ -10,6 +10,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from api.agents import agent_routes
 from api.approvals import approval_routes
@@ -36,7 +38,7 @@ from api.sso import sso_routes
 from api.tokens import token_routes
 from api.users import user_routes
 from api.workspace import workspace_routes
-from broker.agents.hub import AgentHub
+from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH, AgentHub
 from broker.audit import SYSTEM
 from broker.errors import CorralError
 from broker.gateway import GatewaySessions, Revocation
@@ -48,7 +50,31 @@ from idp.device import DeviceGrants
 from idp.purge import IdentityPurge
 from policies import ReloadResult
 
-__all__ = ["create_app"]
+__all__ = ["BrokerApp", "create_app"]
+
+
+class BrokerApp(Starlette):
+    """Starlette, except that the agents' own WebSockets go straight to the hub.
+
+    A broker holds one control socket per agent, thousands of them idle for days. Routed
+    the usual way, each would keep Starlette's middleware and router coroutines (and their
+    closures) alive for its whole life: about 5 KiB per connection in a bare uvicorn test
+    (``benchmarks/idle_agents.py``, docs/benchmarks.md). Nothing in that stack does
+    anything for these two paths: the hub authenticates, audits and closes them itself.
+    """
+
+    hub: AgentHub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] in (CONTROL_PATH, CHANNEL_PATH):
+            scope["app"] = self
+            websocket = WebSocket(scope, receive, send)
+            if scope["path"] == CONTROL_PATH:
+                await self.hub.serve_control(websocket)
+            else:
+                await self.hub.serve_channel(websocket)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def api_for_apps_routes() -> list[BaseRoute]:
@@ -110,7 +136,7 @@ def create_app(
             await agent_hub.close_all()
             await identity.oidc.aclose()
 
-    app = Starlette(
+    app = BrokerApp(
         routes=[
             *routes(),
             *identity_routes(),
@@ -142,6 +168,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.services = runtime.services
     app.state.hub = agent_hub
+    app.hub = agent_hub
     app.state.identity = identity
     app.state.mfa = mfa or identity.step_up
     app.state.device = device or DeviceGrants()

@@ -27,6 +27,7 @@ ENV_PREFIX = "CORRAL_"
 CONFIG_ENV = "CORRAL_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLICY_BACKENDS = ("polar", "casbin")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Settings:
     policy_file: Path | None = None
     casbin_model_file: Path | None = None
     policy_watch_seconds: int = 2
+    #: The event loop `corral up` runs on: ``auto`` (uvloop when installed), ``uvloop``
+    #: (required) or ``asyncio`` (the standard library's; see broker/serving.py).
+    event_loop: str = "auto"
 
     @property
     def effective_database_url(self) -> str:
@@ -205,6 +209,13 @@ def _parse_backend(raw: object) -> str:
     return text
 
 
+def _parse_event_loop(raw: object) -> str:
+    text = _parse_str(raw).lower()
+    if text not in EVENT_LOOPS:
+        raise ValueError(f"expected one of {', '.join(EVENT_LOOPS)}, got {raw!r}")
+    return text
+
+
 _PARSERS: dict[str, Callable[[object], Any]] = {
     "data_dir": _parse_path,
     "database_url": _parse_database_url,
@@ -238,6 +249,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "policy_file": _parse_path,
     "casbin_model_file": _parse_path,
     "policy_watch_seconds": _parse_int(0, 3600),
+    "event_loop": _parse_event_loop,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}
 

@@ -9,10 +9,9 @@ import contextlib
 import os
 import signal
 import socket
-import ssl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from importlib.metadata import version as package_version
 
@@ -25,9 +24,9 @@ from broker.bootstrap import initialise
 from broker.errors import CorralError, NotFound, SettingsError
 from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime, open_runtime
+from broker.serving import loop_factory, server_config, set_keepalive
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
-from broker.tlsbuffer import limit_tls_read_buffer
 from cli.local_agent import LocalAgent, loopback_url
 from idp.purge import IdentityPurge
 
@@ -40,6 +39,7 @@ __all__ = [
     "migrate",
     "token",
     "up",
+    "up_loop_factory",
     "version",
     "workspace_named",
 ]
@@ -205,6 +205,7 @@ def _listen(settings: Settings) -> socket.socket:
         raise SettingsError(
             f"CORRAL_PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})"
         ) from None
+    set_keepalive(sock)  # inherited by every accepted connection; see broker/serving.py
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
@@ -252,24 +253,18 @@ class _Server(uvicorn.Server):
 
 
 def _server_config(settings: Settings, app: Starlette) -> uvicorn.Config:
-    config = uvicorn.Config(
+    return server_config(
         app,
         log_level=settings.log_level,
-        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
-        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        lifespan="on",
-        ws_max_size=2 * 1024 * 1024,
+        certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         timeout_graceful_shutdown=10,
-        server_header=False,
     )
-    try:
-        config.load()
-    except (OSError, ssl.SSLError) as exc:
-        raise SettingsError(f"CORRAL_TLS_CERT_FILE: cannot load certificate ({exc})") from None
-    if config.ssl is not None:
-        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
-        limit_tls_read_buffer()  # 256 -> 32 KiB per connection; see broker/tlsbuffer.py
-    return config
+
+
+def up_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``corral up`` runs on (``event_loop``: uvloop unless turned off)."""
+    return loop_factory(load_settings().event_loop)
 
 
 async def up(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def add_host_commands(
     commands: Actions, audit_actions: Actions, recording_actions: Actions
 ) -> None:
     up = commands.add_parser("up", help="run the broker (initialising it on first start)")
-    up.set_defaults(run=admin.up)
+    up.set_defaults(run=admin.up, loop_factory=admin.up_loop_factory)
 
     init = commands.add_parser("init", help="create the database, a workspace and its superuser")
     init.add_argument("--workspace", default="default", help="first workspace's name")

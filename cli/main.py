@@ -83,9 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if remote is not None:
         args.command = remote
     try:
+        make_loop = getattr(args, "loop_factory", None)
+        loop_factory = make_loop() if make_loop else None  # before a coroutine exists
         result = args.run(args)
         if inspect.iscoroutine(result):
-            result = asyncio.run(result)
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                result = runner.run(result)
         return int(result)
     except CliError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)

@@ -149,13 +149,26 @@ TEXT_TYPES: dict[str, type[TextMessage]] = {
 BINARY_KINDS: dict[int, type[BinaryMessage]] = dict(STREAM_KINDS)
 
 
+_ALLOWED: dict[tuple[ConnectionKind, Side, ChannelKind | None], frozenset[type[Message]]] = {}
+
+
 def allowed_messages(
     kind: ConnectionKind, sender: Side, channel: ChannelKind | None = None
 ) -> frozenset[type[Message]]:
-    """The message classes ``sender`` may send on a ``kind`` connection."""
-    excluded: frozenset[type[Message]] = frozenset()
-    if kind is ConnectionKind.CHANNEL and channel is not None:
-        excluded = _NOT_ON_CHANNEL[channel]
-    return frozenset(
-        cls for cls, senders in ROUTES[kind].items() if sender in senders and cls not in excluded
-    )
+    """The message classes ``sender`` may send on a ``kind`` connection.
+
+    Computed once per combination and shared: every connection asks twice, and a broker
+    holds thousands of connections (``benchmarks/idle_agents.py``).
+    """
+    key = (kind, sender, channel)
+    allowed = _ALLOWED.get(key)
+    if allowed is None:
+        excluded: frozenset[type[Message]] = frozenset()
+        if kind is ConnectionKind.CHANNEL and channel is not None:
+            excluded = _NOT_ON_CHANNEL[channel]
+        allowed = _ALLOWED[key] = frozenset(
+            cls
+            for cls, senders in ROUTES[kind].items()
+            if sender in senders and cls not in excluded
+        )
+    return allowed

@@ -26,6 +26,7 @@ from broker.agents.wire import Closed, Wire
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, CorralError
 from broker.services import Services
+from broker.services.inventory import Report
 from broker.store.models import Server, ServerStatus, new_id
 from websh import (
     Attach,
@@ -56,6 +57,12 @@ __all__ = ["AgentHub", "AgentOffline", "DataChannel", "ExecResult"]
 log = logging.getLogger("corral.agents")
 
 CONTROL_PATH = "/agent/v1/control"
+#: Seconds between an agent's pings (told in ``welcome``); silence for three of them ends
+#: the link. 30 s, not 15: a host or network that died is found sooner by the kernel's TCP
+#: keepalive (broker/serving.py, about 60 s), so this only has to catch an agent process
+#: that hangs with its socket open, and every ping costs the broker a TLS read, a pong and
+#: a TLS write (1,000 agents at 15 s: 133 messages a second at rest).
+HEARTBEAT_INTERVAL = 30.0
 CHANNEL_PATH = "/agent/v1/channel"
 
 
@@ -63,15 +70,26 @@ class AgentOffline(CorralError):
     """The server's agent is not connected to this broker."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class ServerRef:
+    """Which server a link is: not the store's row, whose system info, metrics and ORM
+    state would otherwise stay in memory for every connected agent."""
+
+    id: str
+    workspace_id: str
+
+
+@dataclass(eq=False, slots=True)
 class AgentLink:
-    server: Server
+    """One connected agent. Kept small: a broker holds thousands of these at rest."""
+
+    server: ServerRef
     credential_id: str
     wire: Wire
     version: str
     channels: tuple[str, ...]
-    sysinfo: dict[str, Any]
     last_heard: float = 0.0
+    pinged: int = 0
 
 
 @dataclass(eq=False)
@@ -116,8 +134,9 @@ class AgentHub:
         self,
         services: Services,
         *,
-        heartbeat_interval: float = 15.0,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
         metrics_interval: float = 60.0,
+        report_interval: float = 5.0,
         hello_timeout: float = 10.0,
         channel_timeout: float = 15.0,
         limits: Limits | None = None,
@@ -128,7 +147,12 @@ class AgentHub:
         self.hello_timeout = hello_timeout
         self.channel_timeout = channel_timeout
         self.limits = limits or Limits()
+        #: How often metrics and system info are written (all agents in one transaction).
+        self.report_interval = min(report_interval, metrics_interval or report_interval)
         self.links: dict[str, AgentLink] = {}
+        #: What agents reported since the last flush, by workspace and server.
+        self._reports: dict[str, dict[str, Report]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
         self.channels: set[DataChannel] = set()
         self._connected = asyncio.Condition()
@@ -153,7 +177,8 @@ class AgentHub:
         link = await self._authenticate(wire, hello, source)
         if link is None:
             return
-        await self._attach(link)
+        await self._attach(link, dict(hello.sysinfo))
+        del hello  # its sysinfo is in the store now; nothing per agent keeps it
         try:
             await self._control_loop(link)
         finally:
@@ -175,12 +200,11 @@ class AgentHub:
             )
         )
         return AgentLink(
-            server,
+            ServerRef(server.id, server.workspace_id),
             credential.id,
             wire,
             hello.agent_version,
             hello.channels,
-            dict(hello.sysinfo),
             self._now(),
         )
 
@@ -201,8 +225,10 @@ class AgentHub:
             details={"reason": reason, "source": source},
         )
 
-    async def _attach(self, link: AgentLink) -> None:
+    async def _attach(self, link: AgentLink, sysinfo: dict[str, Any]) -> None:
         server = link.server
+        # a replaced link's unflushed report is older
+        self._reports.get(server.workspace_id, {}).pop(server.id, None)
         previous = self.links.get(server.id)
         self.links[server.id] = link
         if previous is not None:
@@ -212,7 +238,7 @@ class AgentHub:
             server.id,
             status=ServerStatus.ONLINE,
             seen_at=self.services.servers.clock(),
-            sysinfo=link.sysinfo or None,
+            sysinfo=sysinfo or None,
         )
         await self.services.audit.emit(
             server.workspace_id,
@@ -222,6 +248,8 @@ class AgentHub:
             server_id=server.id,
             details={"version": link.version, "replaced": previous is not None},
         )
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="agent-hub-sweeper")
         async with self._connected:
             self._connected.notify_all()
 
@@ -230,6 +258,7 @@ class AgentHub:
         if self.links.get(server.id) is not link:
             return  # replaced: the newer link owns the presence
         del self.links[server.id]
+        await self._flush_reports()  # its last metrics before it is marked offline
         with contextlib.suppress(CorralError):
             await self.services.servers.report(
                 server.workspace_id,
@@ -247,62 +276,80 @@ class AgentHub:
             )
 
     async def _control_loop(self, link: AgentLink) -> None:
+        """Read the agent's messages until it leaves. The only task per agent: liveness
+        and the store writes are the sweeper's, for all agents at once."""
         server = link.server
-        watchdog = asyncio.create_task(self._heartbeat(link))
-        try:
-            while True:
-                try:
-                    message = await link.wire.receive()
-                except Closed as closed:
-                    if closed.code not in (
-                        CloseCode.NORMAL,
-                        CloseCode.GOING_AWAY,
-                        CloseCode.REPLACED,
-                    ):
-                        await self._audit_protocol_error(link, closed)
-                    return
-                link.last_heard = self._now()
-                if isinstance(message, SysInfo):
-                    await self.services.servers.report(
-                        server.workspace_id,
-                        server.id,
-                        sysinfo=dict(message.info),
-                        seen_at=self.services.servers.clock(),
-                    )
-                elif isinstance(message, Metrics):
-                    await self.services.servers.report(
-                        server.workspace_id,
-                        server.id,
-                        metrics=_metrics(message),
-                        seen_at=self.services.servers.clock(),
-                    )
-                elif isinstance(message, CloseChannel):
-                    self._fail_pending(message.channel_id, "agent closed the channel")
-                elif isinstance(message, ErrorMessage) and message.channel_id:
-                    self._fail_pending(message.channel_id, message.message)
-        finally:
-            watchdog.cancel()
-
-    async def _heartbeat(self, link: AgentLink) -> None:
-        """Close a silent agent; ping only one that has been quiet for a whole interval.
-
-        The agent pings every ``heartbeat_interval`` itself (and our pong proves us alive
-        to it), so a ping of ours on top would only double the idle traffic: with 1,000
-        agents that is 67 messages a second the broker encrypts, frames and decodes for
-        nothing (``benchmarks/idle_agents.py``).
-        """
-        nonce = 0
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            silent = self._now() - link.last_heard
-            if silent > 3 * self.heartbeat_interval:
-                await link.wire.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+            try:
+                message = await link.wire.receive()
+            except Closed as closed:
+                if closed.code not in (
+                    CloseCode.NORMAL,
+                    CloseCode.GOING_AWAY,
+                    CloseCode.REPLACED,
+                ):
+                    await self._audit_protocol_error(link, closed)
                 return
-            if silent < self.heartbeat_interval:
+            link.last_heard = self._now()
+            if isinstance(message, SysInfo | Metrics):
+                pending = self._reports.setdefault(server.workspace_id, {})
+                previous = pending.get(server.id)
+                sysinfo = previous.sysinfo if previous else None
+                metrics = previous.metrics if previous else None
+                if isinstance(message, SysInfo):
+                    sysinfo = dict(message.info)
+                else:
+                    metrics = _metrics(message)
+                pending[server.id] = Report(
+                    server.id,
+                    self.services.servers.clock(),
+                    sysinfo=sysinfo,
+                    metrics=metrics,
+                )
+            elif isinstance(message, CloseChannel):
+                self._fail_pending(message.channel_id, "agent closed the channel")
+            elif isinstance(message, ErrorMessage) and message.channel_id:
+                self._fail_pending(message.channel_id, message.message)
+
+    async def _sweep(self) -> None:
+        """Every ``report_interval`` (at most every heartbeat): write what the agents
+        reported, close the silent, ping the quiet.
+
+        One task and one transaction for the whole hub instead of a watchdog task per
+        agent and a transaction per metrics message (``benchmarks/idle_agents.py``).
+        The agent pings every ``heartbeat_interval`` itself (and our pong proves us alive
+        to it), so a ping of ours is only sent to an agent quiet for a whole interval;
+        one silent for three intervals is closed.
+        """
+        tick = min(self.heartbeat_interval, self.report_interval)
+        while True:
+            await asyncio.sleep(tick)
+            await self._flush_reports()
+            now = self._now()
+            for link in list(self.links.values()):
+                silent = now - link.last_heard
+                if silent > 3 * self.heartbeat_interval:
+                    await link.wire.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+                elif silent >= self.heartbeat_interval:
+                    link.pinged += 1
+                    with contextlib.suppress(Closed):
+                        await link.wire.send(Ping(nonce=link.pinged, ts=now))
+
+    async def _flush_reports(self) -> None:
+        """One transaction per workspace with reports (usually one in all). A failed write
+        (the database busy or away) is logged and its reports kept for the next flush,
+        unless newer ones came in meanwhile; it never stops the sweeper."""
+        pending, self._reports = self._reports, {}
+        for workspace_id, reports in pending.items():
+            if not reports:
                 continue
-            nonce += 1
-            with contextlib.suppress(Closed):
-                await link.wire.send(Ping(nonce=nonce, ts=self._now()))
+            try:
+                await self.services.servers.report_many(workspace_id, list(reports.values()))
+            except Exception:
+                log.exception("agent reports of workspace %s not written; retrying", workspace_id)
+                newer = self._reports.setdefault(workspace_id, {})
+                for server_id, report in reports.items():
+                    newer.setdefault(server_id, report)
 
     async def _audit_protocol_error(self, link: AgentLink, closed: Closed) -> None:
         server = link.server
@@ -463,6 +510,10 @@ class AgentHub:
             await channel.close(code, reason or "broker restarting")
         for link in list(self.links.values()):
             await link.wire.close(code, reason or "broker restarting")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        await self._flush_reports()
 
     async def disconnect(self, server_id: str, reason: str) -> None:
         """Hang up a server's agent for good (it was removed): its credential is gone, so

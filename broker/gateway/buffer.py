@@ -46,4 +46,5 @@ class OutputBuffer:
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (clamped to what is still held)."""
         index = max(offset, self.start) - self._offset
-        return bytes(self._data[index : index + size])
+        with memoryview(self._data) as view:  # one copy, not a bytearray slice and then bytes
+            return bytes(view[index : index + size])

@@ -13,12 +13,15 @@ import asyncio
 import codecs
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["AsciicastRecorder"]
 
 FLUSH_AFTER = 1.0
+#: A JSON string literal, UTF-8 kept as is (the C encoder json.dumps itself uses).
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 class AsciicastRecorder:
@@ -82,8 +85,10 @@ class AsciicastRecorder:
             self._file.flush()
 
     def _event(self, code: str, data: str) -> None:
+        # The same line json.dumps([elapsed, code, data], ensure_ascii=False) writes, without
+        # building an encoder per event: this runs for every chunk a terminal prints.
         elapsed = round(time.monotonic() - self._started, 6)
-        self._write(json.dumps([elapsed, code, data], ensure_ascii=False) + "\n")
+        self._write(f'[{elapsed!r}, "{code}", {_encode_string(data)}]\n')
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(self.flush_after, self.flush)
 

@@ -2,9 +2,11 @@
 the people attached to it.
 
 A single pump task reads the agent's channel and appends every output byte to the buffer
-and the recording; it never waits for any one person's WebSocket. Each attached client has
-its own sender task that walks the buffer from its cursor, so a slow client only falls
-behind itself. A client further behind than the buffer holds is dropped (it may reconnect
+and the recording; it never waits for any one person's WebSocket. A client that has
+everything so far and nothing else queued is written to by the pump itself
+(:func:`~broker.gateway.eager.start_eagerly`: no task switch unless its transport is full);
+otherwise its own sender task walks the buffer from its cursor, so a slow client only
+falls behind itself. A client further behind than the buffer holds is dropped (it may reconnect
 and resume); the session, the recording and the other clients carry on. Only when even the
 most advanced client is half a buffer behind does the pump pause (TCP then slows the agent,
 the pty and the command), so a client that is merely slower than the host, such as anyone
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,7 @@ from broker.agents.wire import Closed, Wire
 from broker.audit import SYSTEM, Actor, Category, Outcome
 from broker.errors import CorralError
 from broker.gateway.buffer import OutputBuffer
+from broker.gateway.eager import start_eagerly
 from broker.gateway.recorder import AsciicastRecorder
 from broker.services import Services
 from broker.store.models import SessionStatus
@@ -42,6 +46,7 @@ from websh import (
     Output,
     ParticipantJoined,
     ParticipantLeft,
+    Ping,
     Resize,
     Terminated,
 )
@@ -54,6 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.gateway")
 
 CHUNK = 64 * 1024
+#: A session quiet this long pings its clients and its agent channel (websh ``ping``,
+#: answered automatically): the server does not ping WebSockets itself (broker/serving.py),
+#: and a proxy in front would otherwise close an idle terminal's connections.
+IDLE_PING_SECONDS = 20.0
 #: How long the pump waits for the leading client before it carries on without it.
 STALL_SECONDS = 10.0
 
@@ -78,6 +87,9 @@ class Client:
     told_read_only: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: The rest of a direct write from the pump that had to wait for the transport; the
+    #: sender task lets it finish before it sends anything else (output stays in order).
+    inflight: asyncio.Task[None] | None = None
 
     @property
     def actor(self) -> Actor:
@@ -103,8 +115,10 @@ class LiveSession:
         buffer_limit: int,
         on_end: Callable[[LiveSession], None],
         gate: CommandGate | None = None,
+        idle_ping_seconds: float = IDLE_PING_SECONDS,
     ) -> None:
         self.id = session_id
+        self.idle_ping_seconds = idle_ping_seconds
         self.workspace_id = workspace_id
         self.user_id = user_id
         self.server_id = server_id
@@ -124,6 +138,9 @@ class LiveSession:
         self._on_end = on_end
         self._pump: asyncio.Task[None] | None = None
         self._grace: asyncio.TimerHandle | None = None
+        self._idle_ping: asyncio.TimerHandle | None = None
+        self._last_traffic = 0.0
+        self._pings = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started_attached = False
         #: Decides each command line at its Enter (None: keystrokes go straight through).
@@ -136,6 +153,32 @@ class LiveSession:
     def start(self) -> None:
         self._pump = asyncio.create_task(self._run_pump(), name=f"session-pump-{self.id}")
         self._arm_grace()
+        self._last_traffic = asyncio.get_running_loop().time()
+        self._arm_idle_ping()
+
+    def _arm_idle_ping(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._last_traffic + self.idle_ping_seconds
+        floor = loop.time() + min(1.0, self.idle_ping_seconds)
+        self._idle_ping = loop.call_at(max(due, floor), self._idle_ping_due)
+
+    def _idle_ping_due(self) -> None:
+        self._idle_ping = None
+        if self.final is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._last_traffic >= self.idle_ping_seconds:
+            self._last_traffic = now
+            self._pings += 1
+            ping = Ping(nonce=self._pings, ts=time.time())
+            for client in self.clients:
+                self._notify(client, ping)  # through its sender: in order with the output
+            self._spawn(self._ping_channel(ping))
+        self._arm_idle_ping()
+
+    async def _ping_channel(self, ping: Ping) -> None:
+        with contextlib.suppress(Closed):
+            await self.channel.send(ping)
 
     async def _run_pump(self) -> None:
         try:
@@ -164,13 +207,38 @@ class LiveSession:
         """Shell output (or, ``injected``, the gate's own messages) to clients and recording."""
         if self.gate is not None and not injected:
             self.gate.output(data)
+        self._last_traffic = asyncio.get_running_loop().time()
+        start = self.buffer.end
         self.buffer.append(data)
         self.recorder.output(data)
         for client in list(self.clients):
             if client.cursor is not None and client.cursor < self.buffer.start:
                 self._spawn(self._drop_slow(client))
-            else:
+            elif not self._send_direct(client, start, data):
                 client.wake.set()
+
+    def _send_direct(self, client: Client, start: int, data: bytes) -> bool:
+        """Write ``data`` (output from offset ``start``) to a caught-up, idle client from
+        the pump itself; False when its sender task must do it instead."""
+        if (
+            client.cursor != start
+            or client.notices
+            or client.wake.is_set()
+            or (client.inflight is not None and not client.inflight.done())
+            or self.final is not None
+            or len(data) > CHUNK
+        ):
+            return False
+        client.cursor = start + len(data)
+        try:
+            client.inflight = start_eagerly(client.wire.send(Output(data=data)))
+        except Closed:
+            return True  # gone: its own connection loop notices and detaches it
+        if client.inflight is not None:
+            client.inflight.add_done_callback(_retrieve)
+        self._stalled = False
+        self._progress.set()
+        return True
 
     async def _backpressure(self) -> None:
         """Wait while even the most advanced attached client is half a buffer behind."""
@@ -200,6 +268,9 @@ class LiveSession:
         self._progress.set()
         if self._grace is not None:
             self._grace.cancel()
+        if self._idle_ping is not None:
+            self._idle_ping.cancel()
+            self._idle_ping = None
         if self.gate is not None:
             self.gate.close()
         for client in self.clients:
@@ -348,6 +419,9 @@ class LiveSession:
     async def _send_loop(self, client: Client) -> None:
         try:
             while True:
+                if client.inflight is not None:
+                    inflight, client.inflight = client.inflight, None
+                    await inflight  # the pump's direct write goes out first
                 if client.notices:
                     notices, client.notices = client.notices, []
                     for notice in notices:
@@ -426,6 +500,12 @@ class LiveSession:
                 session_id=self.id,
                 details=details,
             )
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A direct write's outcome: a client that left is its connection loop's business."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _exit_reason(message: Exit) -> str:

@@ -34,7 +34,7 @@ from broker.errors import CorralError, NotFound
 from broker.gateway.access import AccessResolver, PolicyAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
 from broker.gateway.recorder import AsciicastRecorder
-from broker.gateway.session import Client, LiveSession
+from broker.gateway.session import IDLE_PING_SECONDS, Client, LiveSession
 from broker.gateway.shares import Share, ShareBook, ShareRefused
 from broker.gateway.tickets import TicketBook, TicketRefused
 from broker.policy.mfa import MfaAges, NoMfa
@@ -90,6 +90,7 @@ class GatewaySessions:
         approvals: ApprovalWaiter | None = None,
         mfa: MfaAges | None = None,
         enforce: bool = True,
+        idle_ping_seconds: float = IDLE_PING_SECONDS,
     ) -> None:
         """``policy`` returns the engine in force (default: the repo's policies.polar,
         compiled); ``mfa`` says how long ago a person last passed MFA (identity's step-up
@@ -102,6 +103,7 @@ class GatewaySessions:
         #: The engine getter the per-command gate uses; None turns the gate off.
         self.policy: Callable[[], PolicyEngine] | None = engine if enforce else None
         self.grace_seconds = grace_seconds
+        self.idle_ping_seconds = idle_ping_seconds
         self.buffer_limit = buffer_limit
         self.hello_timeout = hello_timeout
         self.limits = limits or Limits()
@@ -183,6 +185,7 @@ class GatewaySessions:
             grace_seconds=self.grace_seconds,
             buffer_limit=self.buffer_limit,
             on_end=self._forget,
+            idle_ping_seconds=self.idle_ping_seconds,
         )
         if self.policy is not None:
             session.gate = gate_for(

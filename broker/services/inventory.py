@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import builtins
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlmodel import col, delete
 
 from broker.audit import SYSTEM, Actor, Category
@@ -14,7 +16,17 @@ from broker.services.base import Service, fetch, scoped, unique
 from broker.services.directory import NAME
 from broker.store.models import Server, ServerGroup, ServerGroupMembership, ServerStatus
 
-__all__ = ["ServerGroupService", "ServerService"]
+__all__ = ["Report", "ServerGroupService", "ServerService"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one agent said since the last flush (see :meth:`ServerService.report_many`)."""
+
+    server_id: str
+    seen_at: datetime
+    sysinfo: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
 
 
 def server_name(name: str) -> str:
@@ -115,6 +127,45 @@ class ServerService(Service):
                 server.metrics = metrics
             s.add(server)
             return server
+
+    async def report_many(self, workspace_id: str, reports: builtins.list[Report]) -> None:
+        """Write many of a workspace's agents' metrics and system info in one transaction.
+
+        The hub collects what its agents send and flushes it every few seconds: one
+        ``UPDATE ... WHERE id = ? AND workspace_id = ?`` per server, all in one commit,
+        instead of a read-modify-write transaction per message (1,000 agents sending
+        metrics every 60 s were 17 transactions a second; ``benchmarks/idle_agents.py``).
+        A server removed meanwhile, or one of another workspace, simply matches no row.
+        """
+        groups: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
+        for report in reports:
+            row: dict[str, Any] = {
+                "b_id": report.server_id,
+                "b_ws": workspace_id,
+                "last_seen_at": report.seen_at,
+            }
+            if report.sysinfo is not None:
+                row["sysinfo"] = report.sysinfo
+                if "platform" in report.sysinfo:
+                    row["platform"] = str(report.sysinfo["platform"])[:100]
+            if report.metrics is not None:
+                row["metrics"] = report.metrics
+            groups.setdefault(tuple(row), []).append(row)
+        if not groups:
+            return
+        table = cast(sa.Table, getattr(Server, "__table__"))  # noqa: B009 (untyped in SQLModel)
+        async with self.db.transaction() as s:
+            for rows in groups.values():
+                values: dict[str, Any] = {
+                    key: sa.bindparam(key) for key in rows[0] if not key.startswith("b_")
+                }
+                statement = (
+                    table.update()
+                    .where(table.c.id == sa.bindparam("b_id"))
+                    .where(table.c.workspace_id == sa.bindparam("b_ws"))
+                    .values(values)
+                )
+                await (await s.connection()).execute(statement, rows)
 
     async def remove(self, workspace_id: str, server_id: str, *, actor: Actor) -> None:
         async with self.db.transaction() as s:

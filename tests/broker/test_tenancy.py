@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from sqlmodel import select
 from broker.audit import Actor
 from broker.errors import AuthenticationFailed, NotFound
 from broker.services import TENANT_SERVICES, Services
+from broker.services.inventory import Report
 from broker.services.sso import SsoAssertion
 from broker.store.models import (
     AccessLevel,
@@ -178,6 +179,9 @@ CASES: dict[str, Case] = {
     "ServerService.list": lambda s, a, b: s.servers.list(b.ws),
     "ServerService.set_tags": lambda s, a, b: s.servers.set_tags(b.ws, a.server, {}, actor=ACTOR),
     "ServerService.report": lambda s, a, b: s.servers.report(b.ws, a.server, metrics={"x": 1}),
+    "ServerService.report_many": lambda s, a, b: s.servers.report_many(
+        b.ws, [Report(a.server, datetime.now(UTC), metrics={"x": 1})]
+    ),
     "ServerService.remove": lambda s, a, b: s.servers.remove(b.ws, a.server, actor=ACTOR),
     "ServerGroupService.create": lambda s, a, b: s.server_groups.create(b.ws, "web2"),
     "ServerGroupService.list": lambda s, a, b: s.server_groups.list(b.ws),

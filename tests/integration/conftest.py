@@ -19,6 +19,7 @@ from broker.agents.hub import AgentHub
 from broker.app import create_app
 from broker.bootstrap import initialise
 from broker.runtime import Runtime, open_runtime
+from broker.serving import server_config, set_keepalive
 from broker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ def bind(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
+    set_keepalive(sock)
     sock.listen(128)
     return sock
 
@@ -50,12 +52,8 @@ class Broker:
             hello_timeout=10.0,
             channel_timeout=10.0,
         )
-        config = uvicorn.Config(
-            create_app(self.runtime, hub=self.hub),
-            lifespan="on",
-            log_level="warning",
-            ws_max_size=2 * 1024 * 1024,
-            timeout_graceful_shutdown=5,
+        config = server_config(  # as `corral up` serves it
+            create_app(self.runtime, hub=self.hub), log_level="warning", timeout_graceful_shutdown=5
         )
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[bind(self.port)]))

@@ -35,6 +35,7 @@ from websh import (
     Input,
     Message,
     Output,
+    Ping,
     Resize,
     Resume,
     Side,
@@ -540,3 +541,29 @@ async def test_slow_client_is_dropped_others_and_recording_unaffected(env: Env) 
     assert "".join(e[2] for e in events if e[1] == "o").encode() == bytes(fast.out)
     assert ("session.client_dropped", "failure") in await _audit(env, env.ws)
     assert not any(isinstance(e, ErrorMessage) for e in fast.events)
+
+
+async def test_an_idle_session_pings_its_client_and_keeps_working(env: Env) -> None:
+    """The broker does not ping WebSockets itself (broker/serving.py), so a quiet session
+    sends websh pings: a proxy in front sees traffic and does not close it."""
+    inject_gateway(env, idle_ping_seconds=0.5)
+    opened = await env.opened(server=SERVER)
+    term = await Term.connect(opened["websocket_url"])
+    await term.type("echo rea''dy\n")
+    await term.until(b"ready\r\n")
+
+    async def ping() -> Ping:
+        while True:
+            event = await term.next()
+            if isinstance(event, Ping):
+                return event
+
+    first = await asyncio.wait_for(ping(), 5)
+    answers = [p for p in term.conn.data_to_send() if isinstance(p, str)]
+    assert any('"pong"' in p for p in answers)  # websh answers it by itself
+    second = await asyncio.wait_for(ping(), 5)
+    assert second.nonce > first.nonce
+    await term.type("echo sti''ll-here\n")
+    await term.until(b"still-here\r\n")
+    await term.type("exit\n")
+    assert isinstance(await term.final(), Exit)
