@@ -6,8 +6,10 @@ operation becomes one operation per method. Besides what a route declares, the d
 adds the answers every route of its kind can give:
 
 - ``500`` always (an unexpected error, without details);
-- ``401`` for authenticated routes, and ``403`` for authenticated unsafe methods (a cookie
-  request without the CSRF header is refused before the handler runs);
+- ``401`` and ``429`` for authenticated routes (too many failed bearer attempts from one
+  address answer 429 before any token is checked, :mod:`api.ratelimits`), and ``403`` for
+  authenticated unsafe methods (a cookie request without the CSRF header is refused
+  before the handler runs);
 - ``400`` when the route takes a body or a query string (validation);
 - ``404`` when the path has parameters (an unknown or foreign id).
 
@@ -225,7 +227,7 @@ def _error_statuses(op: RoutedOperation) -> list[int]:
     assert op.spec is not None
     statuses = set(op.spec.errors) | {500}
     if op.spec.authenticated:
-        statuses.add(401)
+        statuses.update((401, 429))
         if op.method in UNSAFE:
             statuses.add(403)
     if op.spec.body is not None or op.spec.query is not None:

@@ -136,7 +136,11 @@ async def test_document_is_consistent(env: Env) -> None:
             responses = op["responses"]
             assert "500" in responses
             if op["security"]:
-                assert "401" in responses and op["x-corral-scope"] in ("read", "write", "admin")
+                assert (
+                    "401" in responses
+                    and "429" in responses
+                    and op["x-corral-scope"] in ("read", "write", "admin")
+                )
             if template:
                 assert "404" in responses
             for status, answer in responses.items():
@@ -172,7 +176,7 @@ async def test_document_declares_what_routes_answer(env: Env) -> None:
     assert opened["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/OpenSession"
     }
-    assert set(opened["responses"]) == {"201", "400", "401", "403", "404", "500", "503"}
+    assert set(opened["responses"]) == {"201", "400", "401", "403", "404", "429", "500", "503"}
     query = paths["/api/v1/approvals"]["get"]["parameters"]
     assert [(p["name"], p["in"], p["required"]) for p in query] == [("status", "query", False)]
 
