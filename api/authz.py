@@ -10,9 +10,14 @@ Two checks, both audited when they refuse:
    ``kind "action"`` rules such as step-up MFA), so a security team changes who may do what
    in ``policies.polar``, not in handlers.
 
-Actions a caller performs on their own things (their tokens) are ``*.own.*`` actions, so
-the policy can grant them to every role; handlers pick the action by ownership, never by
-comparing roles themselves.
+Actions a caller performs on their own things (tokens, password, browser and terminal
+sessions, approvals) are ``*.own.*`` actions, so the policy can grant them to every role;
+handlers pick the action by ownership, never by comparing roles themselves. A route that
+serves both asks the ``*.own.*`` action first (so a too-small token is refused before any
+lookup), then, for someone else's thing, the wider action with ``hidden`` (a refusal is
+the same 404 as an unknown id, audited). Lists widen with :func:`permits`.
+
+This module must never grant anything the policy did not: no role names appear here.
 """
 
 from __future__ import annotations
