@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from broker.audit import SYSTEM
 from tests.broker import test_api_apps
 from tests.broker.test_api import assert_problem
 from tests.broker.test_api_apps import Api
@@ -105,3 +106,20 @@ async def test_approvals_own_or_by_policy(api: Api) -> None:
     decided = await api.call("POST", f"/api/v1/approvals/{theirs.id}/approve", api.staff_token, {})
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "approved"
+
+
+async def test_a_policy_rule_reaches_ones_own_things_too(api: Api) -> None:
+    """Own things are policy actions like any other: ``deny.suspended`` (an action rule
+    for ``*``) stops a suspended person listing even their own sessions and approvals."""
+    _, user = await api.token(api.user)
+    assert (await api.call("GET", "/api/v1/sessions", user)).status_code == 200
+    group = await api.services.groups.create(api.ws, "suspended")
+    await api.services.groups.add_member(api.ws, group.id, api.user, actor=SYSTEM)
+    for path in ("/api/v1/sessions", "/api/v1/approvals", "/api/v1/recordings"):
+        problem = assert_problem(await api.call("GET", path, user), 403, "policy-denied")
+        assert problem["rule_id"] == "deny.suspended"
+    assert await _denied(api, api.user) == [
+        "sessions.own.read",
+        "approvals.own.read",
+        "sessions.own.recordings.read",
+    ]
