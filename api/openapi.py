@@ -304,7 +304,7 @@ def _operation_object(
 
 def build_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1.0 document for every declared operation among ``routes``."""
-    found = [op for op in operations(routes) if op.spec is not None]
+    found = [op for op in operations(routes) if op.spec is not None and op.spec.in_document]
     refs, components = _schemas(found)
     if "Problem" in components:
         raise ValueError("a request or answer model must not be named Problem (the errors' schema)")

@@ -74,6 +74,8 @@ class Operation:
     media_type: str = "application/json"
     """For non-JSON answers: ``application/x-ndjson``, ``text/event-stream``, ..."""
     description: str = ""
+    in_document: bool = True
+    """``False`` for browser pages (HTML forms): declared, but not part of the JSON API."""
 
 
 def operation(**declared: Any) -> Callable[[Handler], Handler]:

@@ -14,6 +14,8 @@ from starlette.routing import BaseRoute
 from api.agents import agent_routes
 from api.approvals import approval_routes
 from api.audit import audit_routes
+from api.device import device_routes
+from api.exec_stream import exec_stream_routes
 from api.grants import grant_routes
 from api.groups import group_routes
 from api.guard import RefuseNul
@@ -42,6 +44,7 @@ from broker.gateway.retention import RecordingRetention
 from broker.policy import MfaAges
 from broker.runtime import Runtime
 from idp import Identity
+from idp.device import DeviceGrants
 from idp.purge import IdentityPurge
 from policies import ReloadResult
 
@@ -69,10 +72,12 @@ def create_app(
     hub: AgentHub | None = None,
     identity: Identity | None = None,
     mfa: MfaAges | None = None,
+    device: DeviceGrants | None = None,
 ) -> Starlette:
     """``identity`` is the login and MFA layer (built from the runtime unless given);
     ``mfa`` answers how long ago a user last passed MFA, by default identity's step-up
-    service (``NoMfa`` makes nobody count as recently verified)."""
+    service (``NoMfa`` makes nobody count as recently verified); ``device`` holds the
+    pending device-code logins (tests pass one with a short polling interval)."""
     agent_hub = hub or AgentHub(runtime.services)
     # The audit log holds the broker key; identity derives its own subkeys from it.
     identity = identity or Identity.build(
@@ -121,6 +126,8 @@ def create_app(
             *sso_routes(),
             *api_for_apps_routes(),
             *openapi_routes(),
+            *device_routes(),
+            *exec_stream_routes(),
         ],
         middleware=[Middleware(RefuseNul)],
         exception_handlers={
@@ -137,4 +144,5 @@ def create_app(
     app.state.hub = agent_hub
     app.state.identity = identity
     app.state.mfa = mfa or identity.step_up
+    app.state.device = device or DeviceGrants()
     return app

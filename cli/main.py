@@ -1,118 +1,106 @@
-"""The ``corral`` command: server administration and the policy tools; login, websh and exec
-join later.
+"""The ``corral`` command: the client commands people and scripts run against a broker
+(login, servers, websh, exec, sessions, approvals, audit, recordings; see cli/client.py)
+and the broker-host administration and policy tools (cli/host_commands.py).
 
-Every failure ends as one line on stderr (``corral: error: ...``) and a documented exit
-code; tracebacks are for bugs only.
-
-Exit codes: 0 success; 1 an operation failed (database, settings, verification);
-2 usage error; 130 interrupted.
+Every failure ends as one line on stderr (``corral: error: <problem>; <fix>``) and a
+documented exit code (cli/errors.py, ``corral --help``); tracebacks are for bugs only.
+A client command is parsed without importing the broker-host modules, so it starts fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from broker.errors import CorralError
-from cli import admin, websh
-from cli.policy import add_policy_commands
-from cli.users import add_user_commands
+from cli.client import (
+    add_audit_query,
+    add_client_commands,
+    add_recording_commands,
+    common_options,
+    is_client_call,
+    split_remote_command,
+)
+from cli.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
-__all__ = ["main"]
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line too, naming where the help is (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"corral: error: {message}; see `{self.prog} --help`\n")
+
+
+def build_parser(client_only: bool = False) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = Parser(
         prog="corral",
         description="Corral: a policy-driven access broker for Linux servers.",
-        epilog="Settings come from corral.toml and CORRAL_* variables; see docs/operations.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXIT_CODES_HELP
+        + "\n\nClient commands use the profile saved by `corral login` (or CORRAL_URL and "
+        "CORRAL_TOKEN); see docs/cli.md.\nBroker-host commands read corral.toml and CORRAL_* "
+        "variables; see docs/operations.md.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_client_commands(commands)
 
-    up = commands.add_parser("up", help="run the broker (initialising it on first start)")
-    up.set_defaults(run=admin.up)
-
-    init = commands.add_parser("init", help="create the database, a workspace and its superuser")
-    init.add_argument("--workspace", default="default", help="first workspace's name")
-    init.add_argument("--email", default="admin@localhost", help="the superuser's email")
-    init.set_defaults(run=admin.init)
-
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
-    migrate.set_defaults(run=admin.migrate)
-
-    check = commands.add_parser("check", help="check settings and the database, change nothing")
-    check.set_defaults(run=admin.check)
-
-    token = commands.add_parser("token", help="issue an admin token for a user (server-side)")
-    token.add_argument("email", help="the user's email")
-    token.add_argument("--workspace", default=None, help="workspace name (default: the first)")
-    token.add_argument("--name", default="cli", help="a label for the token")
-    token.set_defaults(run=admin.token)
-
-    audit = commands.add_parser("audit", help="the audit log")
-    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    verify = audit_commands.add_parser("verify", help="verify every workspace's hash chain")
-    verify.add_argument("--workspace", default=None, help="only this workspace (name)")
-    verify.set_defaults(run=admin.audit_verify)
-    purge = audit_commands.add_parser(
-        "purge", help="remove events older than each workspace's retention (signed checkpoint)"
+    audit = commands.add_parser(
+        "audit",
+        parents=[common_options()],
+        help="the audit log: query it through the API, or verify/purge it on the broker host",
     )
-    purge.add_argument("--workspace", default=None, help="only this workspace (name)")
-    purge.set_defaults(run=admin.audit_purge)
+    add_audit_query(audit)
+    audit_actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=False)
 
-    add_user_commands(commands)
-    shell = commands.add_parser(
-        "websh", help="open a terminal on a server through the broker (token: CORRAL_TOKEN)"
+    recordings = commands.add_parser(
+        "recordings",
+        parents=[common_options()],
+        help="session recordings: list, play (API); purge (broker host)",
     )
-    shell.add_argument("server", help="server name or id")
-    shell.add_argument("--user", default=None, help="unix user on the server (default: yours)")
-    shell.add_argument("--url", default=None, help="broker URL (default: CORRAL_URL)")
-    shell.add_argument("--ca-file", default=None, help="CA bundle that signs the broker's cert")
-    shell.set_defaults(run=websh.websh)
+    recording_actions = recordings.add_subparsers(
+        dest="recordings_command", metavar="ACTION", required=False
+    )
+    add_recording_commands(recordings, recording_actions)
 
-    identity = commands.add_parser("identity", help="identity housekeeping")
-    identity_commands = identity.add_subparsers(
-        dest="identity_command", metavar="ACTION", required=True
-    )
-    identity_purge = identity_commands.add_parser(
-        "purge",
-        help="remove expired sessions, challenges, reset links, invitations (audited)",
-    )
-    identity_purge.add_argument("--workspace", default=None, help="only this workspace (name)")
-    identity_purge.set_defaults(run=admin.identity_purge)
+    if not client_only:
+        from cli.host_commands import add_host_commands
 
-    recordings = commands.add_parser("recordings", help="session recordings")
-    recording_commands = recordings.add_subparsers(
-        dest="recordings_command", metavar="ACTION", required=True
-    )
-    recordings_purge = recording_commands.add_parser(
-        "purge", help="remove recordings older than each workspace's retention (audited)"
-    )
-    recordings_purge.add_argument("--workspace", default=None, help="only this workspace (name)")
-    recordings_purge.set_defaults(run=admin.recordings_purge)
-
-    add_policy_commands(commands)
-
-    version = commands.add_parser("version", help="print the version")
-    version.set_defaults(run=admin.version)
+        add_host_commands(commands, audit_actions, recording_actions)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    words, remote = split_remote_command(words)
+    args = build_parser(client_only=is_client_call(words)).parse_args(words)
+    if remote is not None:
+        args.command = remote
     try:
-        return int(asyncio.run(args.run(args)))
+        result = args.run(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)
+    except CliError as exc:
+        print(f"corral: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except CorralError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        print(file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `corral audit | head`: the reader left; say nothing more (see the Python docs
+        # on SIGPIPE) and keep the interpreter from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

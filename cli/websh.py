@@ -1,12 +1,18 @@
-"""``corral websh SERVER``: a terminal on a server, through the broker.
+"""``corral websh SERVER``, ``corral join SESSION`` and ``corral watch SESSION``: a live
+terminal through the broker.
 
-Opens a session over the REST API, attaches to its WebSocket, puts the local terminal in
-raw mode and relays bytes both ways; window size changes are sent as they happen. If the
-connection drops, it asks for a new ticket and resumes from the last byte it holds, so
-nothing is lost or shown twice. Its exit status is the remote shell's.
+Opens (or joins, or observes) a session over the REST API, attaches to its WebSocket,
+puts the local terminal in raw mode and relays bytes both ways; window size changes
+(SIGWINCH) are sent as they happen. If the connection drops, it asks for a new ticket and
+resumes from the last byte it holds, so nothing is lost or shown twice. The exit status
+is the remote shell's.
 
-The token comes from ``CORRAL_TOKEN`` (never a command-line argument, which other users
-could read in the process list); the broker from ``--url`` or ``CORRAL_URL``.
+The broker's own events (a blocked command, a required MFA, an approval pending, granted
+or denied, people joining and leaving) are printed as ``corral: ...`` lines between the
+screen's bytes. The local terminal is restored on every way out: a normal exit, an error,
+and SIGTERM/SIGHUP/SIGINT (then the exit status is 128 + the signal's number).
+
+The token comes from the profile or ``CORRAL_TOKEN``, never from the command line.
 """
 
 from __future__ import annotations
@@ -15,93 +21,63 @@ import argparse
 import asyncio
 import contextlib
 import getpass
-import json
 import os
 import shutil
 import signal
-import ssl
 import sys
 import termios
 import tty
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from broker.errors import CorralError
+from cli.errors import EXIT_AUTH, EXIT_USAGE, CliError
+from cli.http import Api
+from cli.output import cell, write_all
+from cli.resources import connect
 from websh import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalPending,
     ClientHello,
+    ClientWelcome,
     CloseCode,
+    CommandBlocked,
     Connection,
     ConnectionKind,
     ErrorMessage,
     Exit,
     Input,
     Message,
+    MfaRequired,
     Output,
+    ParticipantJoined,
+    ParticipantLeft,
     Resize,
     Resume,
     Side,
     Terminated,
 )
 
-__all__ = ["ApiClient", "websh"]
+__all__ = ["join", "watch", "websh"]
 
-DEFAULT_URL = "http://127.0.0.1:7080"
 RECONNECTS = 5
-
-
-class ClientError(CorralError):
-    """A refused or failed request; the message is the broker's problem detail."""
-
-
-class ApiClient:
-    """The few REST calls the terminal needs, over the standard library."""
-
-    def __init__(self, url: str, token: str, ca_file: str | None = None) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ClientError(f"the broker URL must start with http:// or https://, got {url!r}")
-        self.url = url.rstrip("/")
-        self.token = token
-        self.ssl = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
-            self.url + path,
-            data=json.dumps(body or {}).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(  # noqa: S310
-                request, timeout=30, context=self.ssl
-            ) as response:
-                data: dict[str, Any] = json.loads(response.read())
-                return data
-        except urllib.error.HTTPError as exc:
-            raise ClientError(_problem(exc)) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ClientError(f"cannot reach the broker at {self.url}: {reason}") from None
-
-
-def _problem(exc: urllib.error.HTTPError) -> str:
-    try:
-        problem = json.loads(exc.read())
-        return f"{problem.get('title', exc.reason)}: {problem.get('detail', '')}".rstrip(": ")
-    except (ValueError, OSError):
-        return f"HTTP {exc.code} {exc.reason}"
+SHARE_PREFIX = "crlshr_"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 class Terminal:
     """One attached session: relays until the shell exits or the broker ends it."""
 
-    def __init__(self, api: ApiClient, session_id: str, websocket_url: str) -> None:
+    def __init__(
+        self, api: Api, session_id: str, websocket_url: str, *, read_only: bool = False
+    ) -> None:
         self.api = api
         self.session_id = session_id
         self.websocket_url = websocket_url
+        self.read_only = read_only
         self.received = 0
         self.ws: ClientConnection | None = None
         self.conn = Connection(ConnectionKind.USER, Side.CLIENT)
@@ -124,11 +100,25 @@ class Terminal:
         for payload in self.conn.data_to_send():
             await self.ws.send(payload)
 
+    async def close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
     async def run(self) -> int:
-        await self._connect(self.websocket_url, resume=False)
+        try:
+            await self._connect(self.websocket_url, resume=False)
+        except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            where = self.websocket_url.split("?", 1)[0]  # never the ticket
+            raise CliError(
+                f"cannot open the terminal at {where}: {type(exc).__name__}",
+                "the broker's public URL (CORRAL_PUBLIC_URL) must be reachable from here",
+            ) from None
         loop = asyncio.get_running_loop()
         stdin = sys.stdin.fileno()
-        loop.add_reader(stdin, self._on_stdin, stdin)
+        reading = not self.read_only
+        if reading:
+            loop.add_reader(stdin, self._on_stdin, stdin)
         with contextlib.suppress(NotImplementedError, ValueError):
             loop.add_signal_handler(signal.SIGWINCH, self._on_resize)
         sender = asyncio.create_task(self._sender())
@@ -140,15 +130,19 @@ class Terminal:
                 if attempt == RECONNECTS:
                     break
                 await asyncio.sleep(min(2**attempt * 0.5, 8))
-                with contextlib.suppress(ClientError, OSError, websockets.InvalidHandshake):
+                with contextlib.suppress(CliError, OSError, websockets.InvalidHandshake):
                     ticket = await asyncio.to_thread(
                         self.api.post, f"/api/v1/sessions/{self.session_id}/tickets"
                     )
                     await self._connect(ticket["websocket_url"], resume=True)
-            raise ClientError("lost the connection to the broker")
+            raise CliError(
+                "lost the connection to the broker",
+                f"re-attach with `corral join {self.session_id}`",
+            )
         finally:
             sender.cancel()
-            loop.remove_reader(stdin)
+            if reading:
+                loop.remove_reader(stdin)
             with contextlib.suppress(NotImplementedError, ValueError):
                 loop.remove_signal_handler(signal.SIGWINCH)
 
@@ -166,22 +160,31 @@ class Terminal:
             pass
         self.connected.clear()
         code = self.ws.close_code
+        reason = self.ws.close_reason or str(code)
+        if code == CloseCode.REVOKED:
+            raise CliError(f"the broker closed the terminal: {reason}", "log in again", EXIT_AUTH)
+        if code == CloseCode.SESSION_TERMINATED:
+            raise CliError(f"the session was ended: {reason}", "see `corral sessions`")
         if code is not None and code >= 4000 and code != CloseCode.RETRY_LATER:
-            raise ClientError(f"the broker closed the terminal: {self.ws.close_reason or code}")
+            raise CliError(
+                f"the broker closed the terminal: {reason}", "see `corral sessions` and retry"
+            )
         return None
 
     def _on_event(self, event: Message) -> int | None:
         if isinstance(event, Output):
             self.received += len(event.data)
-            os.write(sys.stdout.fileno(), event.data)
+            write_all(sys.stdout.fileno(), event.data)
         elif isinstance(event, Exit):
             return event.status if event.status is not None else 128 + (event.signal or 0)
         elif isinstance(event, Terminated):
             by = f" by {event.by}" if event.by else ""
             _notice(f"session terminated{by}: {event.reason}")
             return 1
-        elif isinstance(event, ErrorMessage):
-            _notice(event.message)
+        else:
+            line = describe(event, self.api.url)
+            if line:
+                _notice(line)
         return None
 
     def _on_stdin(self, fd: int) -> None:
@@ -211,6 +214,38 @@ class Terminal:
             message = None
 
 
+def describe(event: Message, base_url: str) -> str:
+    """The broker event as one line for the person at the terminal ('' to stay quiet)."""
+    if isinstance(event, CommandBlocked):
+        rule = f" ({event.rule_id})" if event.rule_id else ""
+        return f"blocked: {cell(event.command, 200)}: {event.reason}{rule}"
+    if isinstance(event, MfaRequired):
+        where = f" at {base_url}{event.url}" if event.url else " in the browser"
+        methods = ", ".join(event.methods) or "a second factor"
+        return f"MFA required: {event.reason}; verify with {methods}{where}, the command then runs"
+    if isinstance(event, ApprovalPending):
+        who = " or ".join(event.approvers) or "an approver"
+        why = f": {event.reason}" if event.reason else ""
+        return (
+            f"waiting for approval {event.approval_id} by {who}{why} "
+            f"(they run `corral approvals approve {event.approval_id}`)"
+        )
+    if isinstance(event, ApprovalGranted):
+        return f"approval {event.approval_id} granted by {', '.join(event.approvers)}"
+    if isinstance(event, ApprovalDenied):
+        why = f": {event.reason}" if event.reason else ""
+        return f"approval {event.approval_id} denied by {', '.join(event.approvers)}{why}"
+    if isinstance(event, ParticipantJoined):
+        return f"{event.user} joined as {event.role}"
+    if isinstance(event, ParticipantLeft):
+        return f"{event.user} left"
+    if isinstance(event, ErrorMessage):
+        return event.message
+    if isinstance(event, ClientWelcome) and event.read_only:
+        return "read-only: you are watching"
+    return ""
+
+
 def _size() -> tuple[int, int]:
     size = shutil.get_terminal_size((80, 24))
     return max(1, min(size.columns, 1000)), max(1, min(size.lines, 1000))
@@ -222,9 +257,9 @@ def _notice(text: str) -> None:
 
 
 @contextlib.contextmanager
-def _raw_terminal() -> Any:
+def _raw_terminal(enabled: bool) -> Iterator[None]:
     fd = sys.stdin.fileno()
-    if not os.isatty(fd):
+    if not enabled or not os.isatty(fd):
         yield
         return
     saved = termios.tcgetattr(fd)
@@ -235,23 +270,91 @@ def _raw_terminal() -> Any:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def websh(args: argparse.Namespace) -> int:
-    token = os.environ.get("CORRAL_TOKEN", "").strip()
-    if not token:
-        raise ClientError("set CORRAL_TOKEN to your access token (see `corral token`)")
-    url = args.url or os.environ.get("CORRAL_URL") or DEFAULT_URL
-    api = ApiClient(url, token, args.ca_file or os.environ.get("CORRAL_CA_FILE"))
-    cols, rows = _size()
-    opened = await asyncio.to_thread(
-        api.post,
-        "/api/v1/sessions",
-        {
-            "server": args.server,
-            "unix_user": args.user or getpass.getuser(),
-            "cols": cols,
-            "rows": rows,
-        },
+async def attach(api: Api, opened: dict[str, Any], *, read_only: bool = False) -> int:
+    """Relay one session until it ends; the terminal is restored however that happens."""
+    terminal = Terminal(
+        api, str(opened["session_id"]), str(opened["websocket_url"]), read_only=read_only
     )
-    terminal = Terminal(api, opened["session_id"], opened["websocket_url"])
-    with _raw_terminal():
-        return await terminal.run()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        caught.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        with _raw_terminal(enabled=not read_only):
+            return await terminal.run()
+    except asyncio.CancelledError:
+        if not caught:
+            raise
+        name = signal.Signals(caught[0]).name
+        _notice(
+            f"{name}: detached; the session stays open for a while (`corral join "
+            f"{terminal.session_id}` re-attaches)"
+        )
+        return 128 + caught[0]
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        await terminal.close()
+
+
+async def websh(args: argparse.Namespace) -> int:
+    api = connect(args)
+    with api:
+        cols, rows = _size()
+        opened = await asyncio.to_thread(
+            api.post,
+            "/api/v1/sessions",
+            {
+                "server": args.server,
+                "unix_user": args.user or getpass.getuser(),
+                "cols": cols,
+                "rows": rows,
+            },
+        )
+        return await attach(api, opened)
+
+
+def _share_secret(ref: str) -> str | None:
+    """The share secret in a link or a bare secret, else None (then it is a session id)."""
+    if ref.startswith(SHARE_PREFIX):
+        return ref
+    marker = "/api/v1/shares/"
+    if marker in ref:
+        secret = ref.split(marker, 1)[1].split("/", 1)[0]
+        if secret.startswith(SHARE_PREFIX):
+            return secret
+    return None
+
+
+async def join(args: argparse.Namespace) -> int:
+    """A share link (yours to use) or your own session id (re-attach after a drop)."""
+    ref = sys.stdin.readline().strip() if args.session == "-" else args.session
+    if not ref:
+        raise CliError(
+            "no session or share link given", "corral join SESSION_ID|LINK|-", EXIT_USAGE
+        )
+    api = connect(args)
+    with api:
+        secret = _share_secret(ref)
+        path = (
+            f"/api/v1/shares/{secret}/join"
+            if secret is not None
+            else f"/api/v1/sessions/{ref}/tickets"
+        )
+        opened = await asyncio.to_thread(api.post, path)
+        return await attach(api, opened)
+
+
+async def watch(args: argparse.Namespace) -> int:
+    """Staff observing a live session: output only, nothing typed is sent."""
+    api = connect(args)
+    with api:
+        opened = await asyncio.to_thread(api.post, f"/api/v1/sessions/{args.session}/observe")
+        return await attach(api, opened, read_only=True)

@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -411,8 +412,11 @@ class AgentHub:
         env: dict[str, str] | None = None,
         timeout: float | None = None,
         max_output: int = 16 * 1024 * 1024,
+        on_output: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> ExecResult:
-        """Run one command on the server and collect its output and exit status."""
+        """Run one command on the server and collect its output and exit status; with
+        ``on_output`` each chunk is handed over as it arrives (``"stdout"``/``"stderr"``,
+        awaited, so a slow reader slows the channel) and nothing is collected."""
         channel = await self.open_channel(
             workspace_id,
             server_id,
@@ -429,7 +433,11 @@ class AgentHub:
                     message = await channel.receive()
                 except Closed as closed:
                     raise AgentOffline(f"exec channel closed ({closed.code})") from None
-                if isinstance(message, Stdout):
+                if on_output is not None and isinstance(message, Stdout | Stderr):
+                    await on_output(
+                        "stdout" if isinstance(message, Stdout) else "stderr", message.data
+                    )
+                elif isinstance(message, Stdout):
                     out += message.data[: max(0, max_output - len(out))]
                 elif isinstance(message, Stderr):
                     err += message.data[: max(0, max_output - len(err))]

@@ -12,7 +12,8 @@ as ``exec.command`` with the same details as a terminal's ``session.command`` so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,10 +91,16 @@ class ExecGate:
         unix_user: str,
         timeout: float,
         actor: Actor,
+        on_start: Callable[[], None] | None = None,
+        on_output: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> ExecOutput:
         """Decide, audit, and run only if allowed; raises :class:`ExecRefused` otherwise,
         :class:`AgentOffline` when the agent is gone and :class:`ExecFailed` when it could
-        not start the command (all audited)."""
+        not start the command (all audited).
+
+        For streaming callers: ``on_start`` is called once the policy allowed the command,
+        ``on_output`` receives the output as it arrives (then none is collected), and a
+        cancelled run (the client went away) is audited as a failure."""
         decision = await self.decide(workspace_id, user, server, command, unix_user)
         details: dict[str, Any] = {
             "command": command,
@@ -106,10 +113,22 @@ class ExecGate:
         if decision.effect is not Effect.ALLOW:
             await self._audit(workspace_id, server, actor, details, Outcome.DENIED)
             raise ExecRefused(decision)
+        if on_start is not None:
+            on_start()
         try:
             result = await self.hub.exec(
-                workspace_id, server.id, command, user=unix_user, timeout=timeout
+                workspace_id,
+                server.id,
+                command,
+                user=unix_user,
+                timeout=timeout,
+                on_output=on_output,
             )
+        except asyncio.CancelledError:
+            details["error"] = "cancelled: the client went away"
+            # Shielded: a second cancellation must not lose the audit event.
+            await asyncio.shield(self._audit(workspace_id, server, actor, details, Outcome.FAILURE))
+            raise
         except AgentOffline as exc:
             details["error"] = str(exc)[:200]
             await self._audit(workspace_id, server, actor, details, Outcome.FAILURE)

@@ -80,6 +80,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("DELETE", "/api/v1/auth/mfa/factors/{factor_id:str}"): Case(
         lambda b: f"/api/v1/auth/mfa/factors/{b.factor}", cookie=True
     ),
+    ("POST", "/api/v1/servers/{server}/exec/stream"): Case(
+        lambda b: f"/api/v1/servers/{b.server}/exec/stream",
+        lambda b: {"command": "true", "unix_user": "root"},
+    ),
     ("POST", "/api/v1/servers/{server}/exec"): Case(
         lambda b: f"/api/v1/servers/{b.server}/exec",
         lambda b: {"command": "true", "unix_user": "root"},
