@@ -34,7 +34,8 @@ unresolved_default("default.unresolved", "require_approval", "group:security",
 
 # --- 2. Roles: management actions --------------------------------------------------------
 # permission(id, role, action glob). Users reach only their servers (and manage their own
-# API tokens); staff run daily operations (servers, users, groups, grants, service
+# API tokens, password, browser and terminal sessions, share links and approvals: the
+# "*.own.*" actions); staff run daily operations (servers, users, groups, grants, service
 # accounts, audit; and may read which policy is in force) but not billing, workspace
 # settings or deletion, promoting people to staff or superuser (users.promote), or changing
 # security policy, MFA enforcement or SSO; superusers do all. The REST API asks one action
@@ -49,6 +50,13 @@ permission("perm.staff.policy-read", "staff", "policy.read");
 permission("perm.staff.sessions", "staff", "sessions.*");
 permission("perm.staff.approvals", "staff", "approvals.*");
 permission("perm.user.tokens-own", "user", "tokens.own.*");
+permission("perm.user.servers-connect", "user", "servers.connect");
+permission("perm.user.sessions-own", "user", "sessions.own.*");
+permission("perm.user.sessions-shared", "user", "sessions.shared.*");
+permission("perm.user.approvals-own", "user", "approvals.own.*");
+permission("perm.user.self", "user", "users.own.*");
+permission("perm.staff.self", "staff", "users.own.*");
+permission("perm.staff.users-sessions-read", "staff", "users.sessions.read");
 permission("perm.staff.tokens", "staff", "tokens.*");
 permission("perm.staff.users-update", "staff", "users.update");
 permission("perm.staff.grants", "staff", "grants.*");

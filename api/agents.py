@@ -18,11 +18,9 @@ from starlette.routing import BaseRoute, Route
 
 from agent.build import build_zipapp, install_script
 from api.auth import authenticate
-from api.problems import Forbidden
-from api.sessions import need_write
+from api.authz import authorize
 from api.spec import Model, body_of, operation
 from api.state import runtime_of
-from broker.store.models import Role
 
 __all__ = ["agent_routes"]
 
@@ -97,9 +95,7 @@ async def register(request: Request) -> JSONResponse:
 async def registration_token(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     principal = await authenticate(request, runtime.services)
-    if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
-        raise Forbidden("registering servers needs the staff or superuser role")
-    need_write(principal)
+    await authorize(request, principal, "servers.register")
     ttl = runtime.settings.registration_token_ttl_seconds
     row, secret = await runtime.services.agents.create_registration_token(
         principal.workspace_id, ttl_seconds=ttl, actor=principal.actor

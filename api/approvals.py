@@ -3,8 +3,8 @@ held terminal line runs or is discarded at once), and follow ``GET /api/v1/event
 (Server-Sent Events) to hear about new requests and decisions as they happen.
 
 Thin: the approval service checks who may decide; the session's approval desk wakes the
-held line. People see only the approvals they asked for or may decide; staff see all of
-their workspace's.
+held line. People see only the approvals they asked for or may decide; whoever the policy
+allows ``approvals.read`` (staff, by default) sees all of their workspace's.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
+from api.authz import authorize, permits
 from api.problems import NotFoundProblem
-from api.sessions import STAFF, gateway_of, need_write
+from api.sessions import gateway_of
 from api.spec import Model, body_of, operation, query_of
 from api.state import services_of
 from broker.enforce import ApprovalDesk
@@ -116,9 +117,10 @@ def desk_of(app: Starlette) -> ApprovalDesk | None:
     return desk
 
 
-def _visible(principal: Principal, approval: Approval) -> bool:
+def _own(principal: Principal, approval: Approval) -> bool:
+    """The caller asked for it or is one of its named approvers."""
     me = principal.user.id
-    return principal.user.role in STAFF or me == approval.requester_id or me in approval.approvers
+    return me == approval.requester_id or me in approval.approvers
 
 
 @operation(
@@ -130,34 +132,44 @@ def _visible(principal: Principal, approval: Approval) -> bool:
 async def list_approvals(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
+    await authorize(request, principal, "approvals.own.read")
     status = query_of(request, ApprovalQuery).status
     rows = await services.approvals.list(principal.workspace_id, status=status)
-    return JSONResponse({"approvals": [approval_json(a) for a in rows if _visible(principal, a)]})
+    every = await permits(request, principal, "approvals.read")
+    return JSONResponse(
+        {"approvals": [approval_json(a) for a in rows if every or _own(principal, a)]}
+    )
 
 
-async def _visible_approval(request: Request, principal: Principal) -> Approval:
+async def _visible_approval(request: Request, principal: Principal, others: str) -> Approval:
+    """The approval if it is the caller's own, or if the policy lets them ``others`` (an
+    action on anyone's approvals); else the same 404 as for an unknown id (audited)."""
     approval_id = request.path_params["approval_id"]
+    missing = NotFoundProblem(f"approval {approval_id[:64]} not found")
     try:
         approval = await services_of(request).approvals.get(principal.workspace_id, approval_id)
     except NotFound:
-        approval = None
-    if approval is None or not _visible(principal, approval):
-        raise NotFoundProblem(f"approval {approval_id[:64]} not found")
+        raise missing from None
+    if not _own(principal, approval):
+        await authorize(request, principal, others, approval.id, hidden=missing)
     return approval
 
 
 @operation(summary="One approval", tag="approvals", ok=ApprovalOut)
 async def get_approval(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
-    return JSONResponse(approval_json(await _visible_approval(request, principal)))
+    await authorize(request, principal, "approvals.own.read")
+    return JSONResponse(
+        approval_json(await _visible_approval(request, principal, "approvals.read"))
+    )
 
 
 async def _decide(request: Request, approve: bool) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
+    await authorize(request, principal, "approvals.own.decide")
     reason = (await body_of(request, Decision, allow_empty=True)).reason
-    approval = await _visible_approval(request, principal)
+    approval = await _visible_approval(request, principal, "approvals.decide")
     desk = desk_of(request.app)
     if desk is not None:
         decided = await desk.decide(

@@ -10,9 +10,14 @@ Two checks, both audited when they refuse:
    ``kind "action"`` rules such as step-up MFA), so a security team changes who may do what
    in ``policies.polar``, not in handlers.
 
-Actions a caller performs on their own things (their tokens) are ``*.own.*`` actions, so
-the policy can grant them to every role; handlers pick the action by ownership, never by
-comparing roles themselves.
+Actions a caller performs on their own things (tokens, password, browser and terminal
+sessions, approvals) are ``*.own.*`` actions, so the policy can grant them to every role;
+handlers pick the action by ownership, never by comparing roles themselves. A route that
+serves both asks the ``*.own.*`` action first (so a too-small token is refused before any
+lookup), then, for someone else's thing, the wider action with ``hidden`` (a refusal is
+the same 404 as an unknown id, audited). Lists widen with :func:`permits`.
+
+This module must never grant anything the policy did not: no role names appear here.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from api.auth import Principal
-from api.policy import decision_problem
-from api.problems import Forbidden
+from api.decisions import decision_problem
+from api.problems import ApiError, Forbidden
 from api.spec import Scope
 from api.state import runtime_of, services_of
 from broker.audit import Category, Outcome
@@ -29,7 +34,7 @@ from broker.policy import MfaAges, subject_of
 from broker.store.models import TokenScope
 from policies import ActionRequest, Decision, Effect
 
-__all__ = ["ACTIONS", "authorize", "refuse", "scope_allows"]
+__all__ = ["ACTIONS", "authorize", "permits", "refuse", "scope_allows"]
 
 #: Every action the REST API asks about, and the token scope it needs.
 ACTIONS: dict[str, Scope] = {
@@ -59,13 +64,27 @@ ACTIONS: dict[str, Scope] = {
     "audit.read": "read",
     "sso.read": "read",
     "sso.update": "admin",
-    # For the routes that still check roles themselves (converted at merge):
-    "servers.register": "admin",
+    "servers.register": "write",
+    "servers.connect": "write",
     "users.mfa_reset": "admin",
+    "users.sessions.read": "admin",
+    "users.own.password": "write",
+    "users.own.sessions.read": "read",
+    "users.own.sessions.revoke": "write",
+    "sessions.own.read": "read",
+    "sessions.own.attach": "write",
+    "sessions.own.terminate": "write",
+    "sessions.own.share": "write",
+    "sessions.own.recordings.read": "read",
+    "sessions.shared.watch": "read",
+    "sessions.shared.join": "write",
     "sessions.read": "read",
     "sessions.terminate": "write",
-    "sessions.observe": "write",
+    "sessions.share": "write",
+    "sessions.observe": "read",
     "sessions.recordings.read": "read",
+    "approvals.own.read": "read",
+    "approvals.own.decide": "write",
     "approvals.read": "read",
     "approvals.decide": "write",
     "policy.read": "read",
@@ -92,12 +111,42 @@ async def refuse(request: Request, principal: Principal, action: str, **details:
     )
 
 
+async def _decide(request: Request, principal: Principal, action: str) -> Decision:
+    """The policy's answer for the principal's role (and groups, MFA age) and ``action``."""
+    services = services_of(request)
+    mfa: MfaAges = request.app.state.mfa
+    age = await mfa.mfa_age(principal.workspace_id, principal.user.id)
+    subject = await subject_of(
+        services, principal.workspace_id, principal.user, mfa_age_seconds=age
+    )
+    return runtime_of(request).policy.engine().decide(ActionRequest(subject, action))
+
+
+async def permits(request: Request, principal: Principal, action: str) -> bool:
+    """Whether ``action`` would be allowed, without refusing or auditing anything.
+
+    For *widening* an answer the caller gets anyway (a list of one's own sessions that
+    becomes the workspace's for staff); a refusal goes through :func:`authorize`."""
+    if not scope_allows(principal.scope, ACTIONS[action]):
+        return False
+    return (await _decide(request, principal, action)).effect is Effect.ALLOW
+
+
 async def authorize(
-    request: Request, principal: Principal, action: str, resource: str = ""
+    request: Request,
+    principal: Principal,
+    action: str,
+    resource: str = "",
+    *,
+    hidden: ApiError | None = None,
 ) -> Decision:
     """Allow ``action`` (on ``resource``, for the audit) or raise the audited refusal:
     403 ``forbidden`` for a too-small token scope, else the policy's own problem
-    (``policy-denied``, ``mfa-required``, ``approval-required``)."""
+    (``policy-denied``, ``mfa-required``, ``approval-required``).
+
+    ``hidden`` replaces a policy *denial* with the given problem (a 404) where saying
+    "forbidden" would reveal that someone else's thing exists; it is audited all the same.
+    """
     needed = ACTIONS[action]  # an unknown action is a programming error: fail loudly
     if not scope_allows(principal.scope, needed):
         await refuse(
@@ -110,13 +159,7 @@ async def authorize(
             resource=resource,
         )
         raise Forbidden(f"this needs a token with the {needed} scope", needed_scope=needed)
-    services = services_of(request)
-    mfa: MfaAges = request.app.state.mfa
-    age = await mfa.mfa_age(principal.workspace_id, principal.user.id)
-    subject = await subject_of(
-        services, principal.workspace_id, principal.user, mfa_age_seconds=age
-    )
-    decision = runtime_of(request).policy.engine().decide(ActionRequest(subject, action))
+    decision = await _decide(request, principal, action)
     if decision.effect is not Effect.ALLOW:
         await refuse(
             request,
@@ -128,5 +171,7 @@ async def authorize(
             policy_version=decision.version,
             resource=resource,
         )
+        if hidden is not None and decision.effect is Effect.DENY:
+            raise hidden
         raise decision_problem(decision)
     return decision

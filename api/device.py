@@ -24,8 +24,8 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate, client_source, identity_of
+from api.authz import authorize
 from api.problems import ApiError, NotFoundProblem, TooManyRequests
-from api.sessions import need_write
 from api.spec import Model, body_of, operation
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
@@ -252,7 +252,8 @@ async def _decide(
 
 async def _decision_answer(request: Request, *, approve: bool) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
-    need_write(principal)
+    # Approving mints the caller a write token: the same question as creating one.
+    await authorize(request, principal, "tokens.own.create")
     data = await body_of(request, DeviceDecision)
     grant = await _decide(request, principal, data.user_code, approve=approve)
     return JSONResponse(DeviceDecided(approved=approve, client_name=grant.client_name).model_dump())
@@ -379,6 +380,7 @@ async def device_submit(request: Request) -> HTMLResponse:
         return _page("<p>This form expired. Open the page again and retry.</p>", 403)
     approve_it = field.get("decision") == "approve"
     try:
+        await authorize(request, principal, "tokens.own.create")
         grant = await _decide(request, principal, field.get("user_code", ""), approve=approve_it)
     except ApiError as exc:
         return _page(f"<p>{html.escape(exc.detail)}</p>", exc.status)

@@ -25,9 +25,11 @@ from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import authenticate
-from api.policy import MAX_TIMEOUT, ExecFailedProblem, decision_problem
+from api.authz import authorize
+from api.decisions import decision_problem
+from api.policy import MAX_TIMEOUT, ExecFailedProblem
 from api.problems import BadRequest
-from api.sessions import AgentUnavailable, gateway_of, need_write
+from api.sessions import AgentUnavailable, gateway_of
 from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
 from broker.agents.hub import AgentOffline
@@ -84,7 +86,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 async def exec_stream(request: Request) -> StreamingResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
+    await authorize(request, principal, "servers.connect", request.path_params["server"][:128])
     body = await body_of(request, ExecIn)
     if "\0" in body.command:
         raise BadRequest("command must not contain NUL")

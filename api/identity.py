@@ -11,10 +11,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import authenticate, browser_session, client_source, identity_of
+from api.authz import authorize
 from api.password_reset import forgot_password, reset_password
 from api.problems import BadRequest, Forbidden, Unauthorized
 from api.routes import UserRef
-from api.sessions import need_write
 from api.spec import Model, StrictInt, body_of, operation
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
@@ -235,7 +235,7 @@ async def current_session(request: Request) -> JSONResponse:
 async def change_password(request: Request) -> JSONResponse:
     services, identity = services_of(request), identity_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
+    await authorize(request, principal, "users.own.password")
     asked = await body_of(request, PasswordChange)
     current, new = asked.current_password, asked.new_password
     keep = principal.session.id if principal.session is not None else None
@@ -262,12 +262,11 @@ async def change_password(request: Request) -> JSONResponse:
 async def invite(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if principal.user.role not in (Role.STAFF, Role.SUPERUSER) or principal.scope != "admin":
-        raise Forbidden("inviting people needs a staff or superuser with admin rights")
+    await authorize(request, principal, "users.invite")
     asked = await body_of(request, Invite)
     email, role, ttl = asked.email, asked.role, asked.expires_in_seconds
-    if role is not Role.USER and principal.user.role is not Role.SUPERUSER:
-        raise Forbidden("only a superuser can invite staff or superusers")
+    if role is not Role.USER:
+        await authorize(request, principal, "users.promote", str(role))
     invitation, secret = await services.accounts.invite(
         principal.workspace_id, email, role=role, ttl_seconds=ttl, actor=principal.actor
     )

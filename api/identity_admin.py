@@ -1,9 +1,11 @@
 """Identity administration: a person's own browser sessions (list, revoke), the workspace's
 MFA rules, and a superuser's MFA reset for someone who lost every factor.
 
-Revoking another person's session or resetting their MFA needs a staff or superuser
-(respectively a superuser) acting with admin rights; a session of another user is
-reported as not found to everyone else.
+One's own sessions are ``users.own.sessions.*`` actions; another person's are
+``users.sessions.read`` / ``users.update`` (staff), MFA rules ``workspace.security.update``
+and MFA reset ``users.mfa_reset`` (superusers), all decided by the policy
+(:func:`api.authz.authorize`). A session of another user is reported as not found to
+whoever may not manage it.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
+from api.authz import authorize, refuse
 from api.problems import Forbidden, NotFoundProblem
 from api.spec import Model, body_of, operation, query_of
 from api.state import services_of
-from broker.store.models import BrowserSession, BrowserSessionState, Role, TokenScope
+from broker.store.models import BrowserSession, BrowserSessionState
 
 __all__ = ["identity_admin_routes"]
-
-STAFF = (Role.STAFF, Role.SUPERUSER)
 
 
 class BrowserSessionOut(BaseModel):
@@ -67,10 +68,6 @@ class MfaReset(BaseModel):
     sessions_revoked: int
 
 
-def _is_admin(principal: Principal, roles: tuple[Role, ...] = STAFF) -> bool:
-    return principal.scope is TokenScope.ADMIN and principal.user.role in roles
-
-
 def session_view(row: BrowserSession, current: str) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -98,22 +95,26 @@ async def list_sessions(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     user_id = query_of(request, SessionQuery).user_id or principal.user.id
-    if user_id != principal.user.id and not _is_admin(principal):
-        raise Forbidden("listing another person's sessions needs staff or superuser rights")
+    if user_id == principal.user.id:
+        await authorize(request, principal, "users.own.sessions.read")
+    else:
+        await authorize(request, principal, "users.sessions.read", user_id[:128])
     rows = await services.browser_sessions.list(principal.workspace_id, user_id=user_id)
     current = principal.credential_id
     return JSONResponse({"sessions": [session_view(r, current) for r in rows]})
 
 
-@operation(summary="End a browser session", tag="identity", status=204)
+@operation(summary="End a browser session", tag="identity", status=204, scope="write")
 async def revoke_session(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
     session_id = request.path_params["session_id"]
+    await authorize(request, principal, "users.own.sessions.revoke", session_id[:128])
     row = await services.browser_sessions.get(principal.workspace_id, session_id)
     own = row.user_id == principal.user.id
-    if not own and not _is_admin(principal):
-        raise NotFoundProblem(f"browsersession {session_id} not found")
+    if not own:
+        missing = NotFoundProblem(f"browsersession {session_id} not found")
+        await authorize(request, principal, "users.update", row.id, hidden=missing)
     await services.browser_sessions.revoke(
         principal.workspace_id,
         row.id,
@@ -140,8 +141,7 @@ async def security_settings(request: Request) -> JSONResponse:
 async def change_security_settings(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if not _is_admin(principal, (Role.SUPERUSER,)):
-        raise Forbidden("changing the workspace's MFA rules needs a superuser")
+    await authorize(request, principal, "workspace.security.update")
     change = await body_of(request, SecurityChange)
     await services.workspaces.update_settings(
         principal.workspace_id,
@@ -168,11 +168,12 @@ async def _settings_answer(request: Request, principal: Principal) -> JSONRespon
 async def reset_mfa(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if not _is_admin(principal, (Role.SUPERUSER,)):
-        raise Forbidden("resetting someone's MFA needs a superuser")
     user_id = request.path_params["user_id"]
+    await authorize(request, principal, "users.mfa_reset", user_id[:128])
     if user_id == principal.user.id:
-        raise Forbidden("a superuser cannot reset their own MFA; ask another superuser")
+        # A product rule, not a role: one's own second factor is reset by someone else.
+        await refuse(request, principal, "users.mfa_reset", reason="own mfa", resource=user_id)
+        raise Forbidden("nobody can reset their own MFA; ask another superuser")
     user = await services.users.get(principal.workspace_id, user_id)
     removed = await services.factors.remove_all(
         principal.workspace_id, user.id, actor=principal.actor

@@ -24,7 +24,7 @@ from api.problems import BadRequest, Forbidden
 from api.spec import Model, body_of, operation
 from api.state import services_of
 from broker.audit import Actor
-from broker.errors import Conflict
+from broker.errors import Conflict, NotFound
 from broker.store.models import BrowserSession, BrowserSessionState, FactorKind, MfaFactor, User
 
 __all__ = ["RECENT_MFA_SECONDS", "mfa_routes"]
@@ -171,6 +171,16 @@ async def _may_manage(request: Request, row: BrowserSession, user: User) -> None
         )
 
 
+async def _own_factor(request: Request, row: BrowserSession, user: User) -> MfaFactor:
+    """The caller's factor by the path's id; someone else's answers like an unknown id
+    (404, audited as ``api.not_found`` by the problem handler), never "not yours"."""
+    factor_id = request.path_params["factor_id"]
+    factor = await services_of(request).factors.get(row.workspace_id, factor_id)
+    if factor.user_id != user.id:
+        raise NotFound("mfafactor", factor_id)  # word for word the unknown id's answer
+    return factor
+
+
 async def _not_hardware_only(request: Request, row: BrowserSession) -> None:
     if await identity_of(request).mfa.hardware_only(row.workspace_id):
         raise Conflict("this workspace accepts only security keys (WebAuthn)")
@@ -248,9 +258,7 @@ async def confirm_factor(request: Request) -> JSONResponse:
     services, identity = services_of(request), identity_of(request)
     row, user, secret = await browser_session(request, allow=MANAGE)
     code = (await body_of(request, Confirm)).code
-    factor = await services.factors.get(row.workspace_id, request.path_params["factor_id"])
-    if factor.user_id != user.id:
-        raise Forbidden("not your factor")
+    factor = await _own_factor(request, row, user)
     if factor.kind is FactorKind.TOTP:
         confirmed = await identity.totp.confirm(
             row.workspace_id, user.id, factor.id, code, actor=_actor(row)
@@ -326,9 +334,7 @@ async def remove_factor(request: Request) -> Response:
     services = services_of(request)
     row, user, _ = await browser_session(request, allow=ACTIVE)
     await _may_manage(request, row, user)
-    factor = await services.factors.get(row.workspace_id, request.path_params["factor_id"])
-    if factor.user_id != user.id:
-        raise Forbidden("not your factor")
+    factor = await _own_factor(request, row, user)
     workspace = await services.workspaces.get(row.workspace_id)
     others = [
         f

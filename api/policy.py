@@ -9,27 +9,26 @@ answer; refusals become problem+json naming the rule and what would be needed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from api.auth import Principal, authenticate
-from api.problems import ApiError, BadRequest, Forbidden
+from api.auth import authenticate
+from api.authz import authorize
+from api.decisions import decision_problem
+from api.problems import ApiError, BadRequest
 from api.sessions import AgentUnavailable, UnixUser, gateway_of
 from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
 from broker.agents.hub import AgentOffline
-from broker.audit import Category, Outcome
-from broker.policy import MfaAges, subject_of
+from broker.policy import MfaAges
 from broker.policy.exec import ExecFailed, ExecGate, ExecRefused
-from broker.store.models import TokenScope
-from policies import ActionRequest, Decision, Effect
 from policies.commands import MAX_LENGTH
 
-__all__ = ["decision_problem", "policy_routes"]
+__all__ = ["policy_routes"]
 
 MAX_TIMEOUT = 3600
 
@@ -68,18 +67,6 @@ class ExecResult(BaseModel):
     policy_version: str
 
 
-class CommandDenied(ApiError):
-    status, code, title = 403, "policy-denied", "Denied by policy"
-
-
-class MfaRequired(ApiError):
-    status, code, title = 403, "mfa-required", "A recent MFA is required"
-
-
-class ApprovalRequired(ApiError):
-    status, code, title = 409, "approval-required", "An approval is required"
-
-
 class ExecFailedProblem(ApiError):
     status, code, title = 502, "exec-failed", "The agent could not run the command"
 
@@ -88,65 +75,15 @@ class PolicyRefusedProblem(ApiError):
     status, code, title = 422, "policy-refused", "The candidate policy does not load"
 
 
-def decision_problem(decision: Decision) -> ApiError:
-    """The problem for a decision that is not ``allow``: names the rule and what is needed."""
-    extra: dict[str, Any] = {
-        "rule_id": decision.rule_id,
-        "reason": decision.reason,
-        "effect": str(decision.effect),
-        "policy_version": decision.version,
-    }
-    if decision.effect is Effect.REQUIRE_MFA:
-        extra["mfa_within"] = decision.mfa_within
-        detail = f"an MFA within {decision.mfa_within} s is required ({decision.rule_id})"
-        return MfaRequired(detail, **extra)
-    if decision.effect is Effect.REQUIRE_APPROVAL:
-        extra["approvers"] = list(decision.approvers)
-        detail = (
-            f"an approval by {' or '.join(decision.approvers)} is required ({decision.rule_id}); "
-            "exec requests are not held: ask for the approval, then retry"
-        )
-        return ApprovalRequired(detail, **extra)
-    return CommandDenied(f"denied by {decision.rule_id}: {decision.reason}", **extra)
-
-
 def _mfa(request: Request) -> MfaAges:
     mfa: MfaAges = request.app.state.mfa
     return mfa
 
 
-async def _authorize(request: Request, principal: Principal, action: str) -> Decision:
-    """Ask the policy whether the principal's role may perform ``action``; audit refusals."""
-    services = services_of(request)
-    age = await _mfa(request).mfa_age(principal.workspace_id, principal.user.id)
-    subject = await subject_of(
-        services, principal.workspace_id, principal.user, mfa_age_seconds=age
-    )
-    decision = runtime_of(request).policy.engine().decide(ActionRequest(subject, action))
-    if decision.effect is not Effect.ALLOW:
-        await services.audit.emit(
-            principal.workspace_id,
-            Category.AUTHORIZATION,
-            "action.denied",
-            outcome=Outcome.DENIED,
-            actor=principal.actor,
-            target=action,
-            details={
-                "action": action,
-                "effect": str(decision.effect),
-                "rule_id": decision.rule_id,
-                "reason": decision.reason,
-                "policy_version": decision.version,
-            },
-        )
-        raise decision_problem(decision)
-    return decision
-
-
 @operation(summary="The policy in force", tag="policy", ok=PolicyInfo, errors=(403, 409))
 async def policy_info(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
-    await _authorize(request, principal, "policy.read")
+    await authorize(request, principal, "policy.read")
     return JSONResponse(runtime_of(request).policy.info())
 
 
@@ -159,9 +96,7 @@ async def policy_info(request: Request) -> JSONResponse:
 )
 async def policy_reload(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
-    if principal.scope is not TokenScope.ADMIN:
-        raise Forbidden("reloading the policy needs an admin-scope token")
-    await _authorize(request, principal, "policy.update")
+    await authorize(request, principal, "policy.update")
     policy = runtime_of(request).policy
     result = await policy.reload(
         trigger="api", actor=principal.actor, workspace_id=principal.workspace_id
@@ -193,8 +128,7 @@ async def policy_reload(request: Request) -> JSONResponse:
 async def exec_command(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
-        raise Forbidden("this needs a token with the write scope")
+    await authorize(request, principal, "servers.connect", request.path_params["server"][:128])
     asked = await body_of(request, ExecCommand)
     command, unix_user, timeout = asked.command, asked.unix_user, asked.timeout
     if not command.strip():

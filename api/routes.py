@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
-from api.problems import Forbidden
+from api.authz import authorize
 from api.spec import operation
 from api.state import services_of
 from broker.store.models import BrowserSessionState, Role, TokenScope
@@ -107,8 +107,7 @@ def _session_view(principal: Principal) -> dict[str, object]:
 async def audit_verify(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    if principal.user.role not in (Role.STAFF, Role.SUPERUSER):
-        raise Forbidden("reading the audit log needs the staff or superuser role")
+    await authorize(request, principal, "audit.read")
     result = await services.audit.verify(principal.workspace_id)
     return JSONResponse(
         {

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from api.auth import authenticate
+from api.authz import authorize
 from api.problems import NotFoundProblem
 from api.sessions import gateway_of
 from api.spec import operation
@@ -68,6 +69,7 @@ def _shape(server: Server, level: AccessLevel, online: bool) -> dict[str, Any]:
 async def list_servers(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
+    await authorize(request, principal, "servers.read")
     gateway = gateway_of(request.app)
     links = request.app.state.hub.links
     shown = []
@@ -83,6 +85,7 @@ async def get_server(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     ref = request.path_params["server_id"]
+    await authorize(request, principal, "servers.read", ref[:128])
     gateway = gateway_of(request.app)
     try:
         server = await gateway.find_server(principal.workspace_id, ref)

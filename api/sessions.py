@@ -20,7 +20,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from api.auth import Principal, authenticate
+from api.auth import authenticate
+from api.authz import authorize, permits
 from api.problems import ApiError, Forbidden, NotFoundProblem
 from api.spec import Model, StrictInt, body_of, operation, query_of
 from api.state import services_of
@@ -28,20 +29,16 @@ from broker.agents.hub import AgentOffline
 from broker.audit import Category, Outcome
 from broker.gateway import AccessDenied, GatewaySessions, Revocation, SessionUnavailable
 from broker.runtime import Runtime
-from broker.store.models import Role, TokenScope
 
 __all__ = [
-    "STAFF",
     "TerminalTicket",
     "UnixUser",
     "gateway_of",
-    "need_write",
     "session_routes",
     "websocket_url",
 ]
 
 UNIX_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-STAFF = (Role.STAFF, Role.SUPERUSER)
 
 UnixUser = Annotated[str, Field(pattern=UNIX_USER.pattern, description="A Unix user name.")]
 
@@ -127,16 +124,6 @@ def gateway_of(app: Starlette) -> GatewaySessions:
     return gateway
 
 
-def need_write(principal: Principal) -> None:
-    if principal.scope not in (TokenScope.WRITE, TokenScope.ADMIN):
-        raise Forbidden("this needs a token with the write scope")
-
-
-def _need_admin(principal: Principal) -> None:
-    if principal.scope is not TokenScope.ADMIN or principal.user.role not in STAFF:
-        raise Forbidden("this needs a staff or superuser with an admin-scope token")
-
-
 def websocket_url(request: Request, session_id: str, ticket: str) -> str:
     runtime: Runtime = request.app.state.runtime
     base = runtime.settings.effective_public_url
@@ -156,7 +143,7 @@ def websocket_url(request: Request, session_id: str, ticket: str) -> str:
 async def open_session(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
+    await authorize(request, principal, "servers.connect")
     asked = await body_of(request, OpenSession, allow_empty=True)
     gateway = gateway_of(request.app)
     try:
@@ -194,8 +181,8 @@ async def open_session(request: Request) -> JSONResponse:
 async def new_ticket(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
     session_id = request.path_params["session_id"]
+    await authorize(request, principal, "sessions.own.attach", session_id[:128])
     gateway = gateway_of(request.app)
     try:
         ticket = gateway.issue_ticket(
@@ -230,8 +217,9 @@ async def new_ticket(request: Request) -> JSONResponse:
 async def list_sessions(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
+    await authorize(request, principal, "sessions.own.read")
     live = gateway_of(request.app).sessions(principal.workspace_id)
-    if principal.user.role not in STAFF:
+    if not await permits(request, principal, "sessions.read"):
         live = [s for s in live if s.user_id == principal.user.id]
     return JSONResponse(
         {
@@ -254,13 +242,14 @@ async def list_sessions(request: Request) -> JSONResponse:
 async def terminate_session(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
     session_id = request.path_params["session_id"]
+    await authorize(request, principal, "sessions.own.terminate", session_id[:128])
     gateway = gateway_of(request.app)
+    missing = NotFoundProblem(f"no live session {session_id[:64]}")
     try:
         live = gateway.session(principal.workspace_id, session_id)
-        if live.user_id != principal.user.id and principal.user.role not in STAFF:
-            raise SessionUnavailable(session_id)
+        if live.user_id != principal.user.id:
+            await authorize(request, principal, "sessions.terminate", live.id, hidden=missing)
         await gateway.terminate(
             principal.workspace_id,
             session_id,
@@ -269,7 +258,7 @@ async def terminate_session(request: Request) -> Response:
             actor=principal.actor,
         )
     except SessionUnavailable:
-        raise NotFoundProblem(f"no live session {session_id[:64]}") from None
+        raise missing from None
     return Response(status_code=204)
 
 
@@ -285,12 +274,16 @@ async def terminal(websocket: WebSocket) -> None:
 async def download_recording(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
+    await authorize(request, principal, "sessions.own.recordings.read")
     recording = await services.recordings.get(
         principal.workspace_id, request.path_params["recording_id"]
     )
     session = await services.sessions.get(principal.workspace_id, recording.session_id)
-    if session.user_id != principal.user.id and principal.user.role not in STAFF:
-        raise NotFoundProblem(f"recording {recording.id} not found")
+    if session.user_id != principal.user.id:
+        missing = NotFoundProblem(f"recording {recording.id} not found")
+        await authorize(
+            request, principal, "sessions.recordings.read", recording.id, hidden=missing
+        )
     await services.audit.emit(
         principal.workspace_id,
         Category.RESOURCE_ACCESS,
@@ -315,9 +308,10 @@ async def download_recording(request: Request) -> Response:
 async def list_recordings(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
+    await authorize(request, principal, "sessions.own.recordings.read")
     query = query_of(request, RecordingQuery)
     rows = await services.recordings.list(principal.workspace_id, session_id=query.session_id)
-    if principal.user.role not in STAFF:
+    if not await permits(request, principal, "sessions.recordings.read"):
         own = {
             s.id
             for s in await services.sessions.list(principal.workspace_id, user_id=principal.user.id)
@@ -348,8 +342,8 @@ def _revocation(request: Request) -> Revocation:
 async def disable_user(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_admin(principal)
     user_id = request.path_params["user_id"]
+    await authorize(request, principal, "users.update", user_id[:128])
     await services.users.set_disabled(principal.workspace_id, user_id, True, actor=principal.actor)
     ended = await _revocation(request).user_disabled(
         principal.workspace_id, user_id, actor=principal.actor
@@ -358,9 +352,10 @@ async def disable_user(request: Request) -> JSONResponse:
 
 
 @operation(
-    summary="Revoke a token (one's own with any scope; another's as admin), end its sessions",
+    summary="Revoke a token (one's own with a write token; another's as admin), end its sessions",
     tag="revocation",
     ok=Revoked,
+    scope="write",
 )
 async def revoke_token(request: Request) -> JSONResponse:
     services = services_of(request)
@@ -369,8 +364,8 @@ async def revoke_token(request: Request) -> JSONResponse:
     own = {
         t.id for t in await services.tokens.list(principal.workspace_id, user_id=principal.user.id)
     }
-    if token_id not in own:
-        _need_admin(principal)
+    action = "tokens.own.revoke" if token_id in own else "tokens.revoke"
+    await authorize(request, principal, action, token_id[:128])
     await services.tokens.revoke(principal.workspace_id, token_id, actor=principal.actor)
     ended = await _revocation(request).token_revoked(
         principal.workspace_id, token_id, actor=principal.actor
@@ -387,7 +382,7 @@ async def revoke_token(request: Request) -> JSONResponse:
 async def revoke_grant(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_admin(principal)
+    await authorize(request, principal, "grants.update", request.path_params["grant_id"][:128])
     await services.grants.revoke(
         principal.workspace_id, request.path_params["grant_id"], actor=principal.actor
     )
@@ -405,7 +400,7 @@ async def remove_server(request: Request) -> JSONResponse:
     """End the server's live sessions, forget the server and hang up its agent."""
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_admin(principal)
+    await authorize(request, principal, "servers.update", request.path_params["server_id"][:128])
     server = await services.servers.get(principal.workspace_id, request.path_params["server_id"])
     ended = await _revocation(request).server_removed(
         principal.workspace_id, server.id, actor=principal.actor
@@ -424,7 +419,7 @@ async def remove_server(request: Request) -> JSONResponse:
 async def remove_group_member(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    _need_admin(principal)
+    await authorize(request, principal, "groups.update", request.path_params["group_id"][:128])
     await services.groups.remove_member(
         principal.workspace_id,
         request.path_params["group_id"],

@@ -15,14 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
+from api.authz import ACTIONS, authorize, scope_allows
 from api.problems import Forbidden, NotFoundProblem
-from api.sessions import STAFF, TerminalTicket, gateway_of, need_write, websocket_url
+from api.sessions import TerminalTicket, gateway_of, websocket_url
 from api.spec import Model, StrictInt, body_of, operation
 from api.state import services_of
 from broker.audit import Category, Outcome
 from broker.gateway import SessionUnavailable
 from broker.gateway.shares import ShareRefused
-from broker.store.models import TokenScope
 
 __all__ = ["share_routes"]
 
@@ -87,10 +87,10 @@ def _terminal_answer(request: Request, session_id: str, ticket: str) -> JSONResp
 async def create_share(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
+    session_id = request.path_params["session_id"]
+    await authorize(request, principal, "sessions.own.share", session_id[:128])
     asked = await body_of(request, CreateShare, allow_empty=True)
     mode, ttl = asked.mode, asked.expires_in
-    session_id = request.path_params["session_id"]
     try:
         share, secret = await gateway_of(request.app).share(
             principal.workspace_id,
@@ -125,13 +125,15 @@ async def list_shares(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     session_id = request.path_params["session_id"]
+    await authorize(request, principal, "sessions.own.read", session_id[:128])
     gateway = gateway_of(request.app)
+    missing = NotFoundProblem(f"no live session {session_id[:64]}")
     try:
         live = gateway.session(principal.workspace_id, session_id)
     except SessionUnavailable:
-        raise NotFoundProblem(f"no live session {session_id[:64]}") from None
-    if live.user_id != principal.user.id and principal.user.role not in STAFF:
-        raise NotFoundProblem(f"no live session {session_id[:64]}")
+        raise missing from None
+    if live.user_id != principal.user.id:
+        await authorize(request, principal, "sessions.read", live.id, hidden=missing)
     shares = gateway.shares.of_session(principal.workspace_id, session_id)
     return JSONResponse(
         {
@@ -155,10 +157,15 @@ async def list_shares(request: Request) -> JSONResponse:
 async def revoke_share(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services)
-    need_write(principal)
     session_id = request.path_params["session_id"]
+    await authorize(request, principal, "sessions.own.share", session_id[:128])
+    gateway = gateway_of(request.app)
+    missing = NotFoundProblem("no such live session or share")
     try:
-        await gateway_of(request.app).unshare(
+        live = gateway.session(principal.workspace_id, session_id)
+        if live.user_id != principal.user.id:
+            await authorize(request, principal, "sessions.share", live.id, hidden=missing)
+        await gateway.unshare(
             principal.workspace_id,
             session_id,
             request.path_params["share_id"],
@@ -166,7 +173,7 @@ async def revoke_share(request: Request) -> Response:
             principal.actor,
         )
     except SessionUnavailable:
-        raise NotFoundProblem("no such live session or share") from None
+        raise missing from None
     return Response(status_code=204)
 
 
@@ -191,14 +198,20 @@ async def join_share(request: Request) -> JSONResponse:
 
 
 async def _writable_or_refuse(request: Request, principal: Principal) -> None:
-    if principal.scope is not TokenScope.READ:
-        return
+    """Authorize ``sessions.shared.watch`` for a read-only link, ``sessions.shared.join``
+    for a read-write one; a read-scope token on a read-write link is refused here as
+    ``session.join_refused`` (the event the sharing audit trail is built from)."""
     gateway = gateway_of(request.app)
     try:
         share = gateway.shares.redeem(request.path_params["secret"])
     except ShareRefused:
-        return  # the join answers this link's 404 itself (and audits it)
-    if share.read_only or share.workspace_id != principal.workspace_id:
+        share = None  # the join answers this link's 404 itself (and audits it)
+    if share is None or share.workspace_id != principal.workspace_id:
+        await authorize(request, principal, "sessions.shared.watch")
+        return
+    action = "sessions.shared.watch" if share.read_only else "sessions.shared.join"
+    if scope_allows(principal.scope, ACTIONS[action]):
+        await authorize(request, principal, action, share.session_id)
         return
     await services_of(request).audit.emit(
         principal.workspace_id,
@@ -222,6 +235,8 @@ async def observe(request: Request) -> JSONResponse:
     services = services_of(request)
     principal = await authenticate(request, services)
     session_id = request.path_params["session_id"]
+    missing = NotFoundProblem(f"no live session {session_id[:64]}")
+    await authorize(request, principal, "sessions.observe", session_id[:128], hidden=missing)
     try:
         ticket = await gateway_of(request.app).observe(
             principal.workspace_id, session_id, principal.user, principal.actor

@@ -175,7 +175,10 @@ async def test_audit_verify_needs_staff(api: Api) -> None:
         api.ws, user.id, name="t", scope=TokenScope.WRITE, expires_in_days=30
     )
     response = await api.client.get("/api/v1/audit/verify", headers=api.auth(secret))
-    assert_problem(response, 403, "forbidden")
+    body = assert_problem(response, 403, "policy-denied")  # the policy's audit.read decides
+    assert body["rule_id"] == "role.not-permitted"
+    denied = [e for e in await api.services.audit.events(api.ws) if e.action == "action.denied"]
+    assert [(e.actor_id, e.target) for e in denied] == [(user.id, "audit.read")]
     me = await api.client.get("/api/v1/whoami", headers=api.auth(secret))
     assert me.status_code == 200 and me.json()["user"]["role"] == "user"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.audit import SYSTEM
+from broker.store.models import FactorKind
 from idp.totp import STEP_SECONDS
 from tests.idp.conftest import Env
 
@@ -247,3 +248,22 @@ async def test_step_up_seam_for_the_terminal_gate(env: Env) -> None:
     assert response.status_code == 200
     assert response.json()["mfa_at"].startswith(env.clock.now.isoformat()[:19])
     assert (await env.services.audit.verify(env.ws)).ok  # every event above is in the chain
+
+
+async def test_someone_elses_factor_is_not_found(env: Env) -> None:
+    """Another person's factor id answers like an unknown one (never "not yours"), and
+    the refusal is audited."""
+    bob = await env.services.users.create(env.ws, "bob@corral.test")
+    theirs = await env.services.factors.add(env.ws, bob.id, FactorKind.TOTP, confirmed=True)
+    await env.login()
+    confirm = await env.client.post(
+        f"/api/v1/auth/mfa/factors/{theirs.id}/confirm", json={"code": "000000"}
+    )
+    unknown = await env.client.post(
+        "/api/v1/auth/mfa/factors/no-such-factor/confirm", json={"code": "000000"}
+    )
+    assert confirm.status_code == unknown.status_code == 404
+    assert confirm.json()["type"] == unknown.json()["type"] == "urn:corral:problem:not-found"
+    refused = await env.events("api.not_found")
+    assert [e.actor_id for e in refused] == [env.user, env.user]
+    assert await env.services.factors.list(env.ws, bob.id) != []
