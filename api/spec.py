@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from api.bodies import json_object
+from api.bodies import MAX_BODY_BYTES, json_object
 from api.problems import BadRequest
 
 __all__ = [
@@ -100,12 +100,19 @@ def _refusal(exc: ValidationError, where: str) -> BadRequest:
     return BadRequest(f"{where} field '{field}': {first['msg']}", field=field)
 
 
-async def body_of(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
+async def body_of(
+    request: Request,
+    model: type[M],
+    *,
+    allow_empty: bool = False,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> M:
     """The JSON body validated against ``model``; a 400 naming the first bad field.
 
-    ``allow_empty`` reads an empty body as ``{}`` (for bodies whose fields all have defaults).
+    ``allow_empty`` reads an empty body as ``{}`` (for bodies whose fields all have defaults);
+    ``max_bytes`` raises the size limit for the few bodies that carry files (policy text).
     """
-    raw = await json_object(request, allow_empty=allow_empty)
+    raw = await json_object(request, allow_empty=allow_empty, max_bytes=max_bytes)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -26,6 +26,7 @@ from api.identity_admin import identity_admin_routes
 from api.mfa import mfa_routes
 from api.openapi import openapi_routes
 from api.policy import policy_routes
+from api.policy_admin import policy_admin_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
 from api.routes import routes
 from api.saml import saml_routes
@@ -148,6 +149,7 @@ def create_app(
             *share_routes(),
             *server_routes(),
             *policy_routes(),
+            *policy_admin_routes(),
             *approval_routes(),
             *sso_routes(),
             *api_for_apps_routes(),

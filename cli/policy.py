@@ -21,11 +21,11 @@ from pathlib import Path
 
 from broker.errors import CorralError, InvalidInput
 from broker.gateway.access import PolicyAccessResolver
+from broker.policy.cases import judge, load_cases
 from broker.policy.subjects import server_of, subject_of
 from broker.runtime import open_runtime
 from broker.settings import load_settings
 from cli import replay
-from cli.policy_cases import check_case, load_cases
 from cli.policy_load import load_reference, policy_options, source_for
 from policies import (
     AccessLevel,
@@ -68,11 +68,8 @@ async def test(args: argparse.Namespace) -> int:
     fast = compile_engine(engine)
     cases = load_cases(args.cases)
     failures = 0
-    for case in cases:
-        decision = engine.decide(case.request)
-        problem = check_case(case, decision)
-        if problem is None and fast.decide(case.request) != decision:
-            problem = "the compiled fast path decides differently (please report this)"
+    for verdict in judge(cases, engine, fast):
+        case, problem = verdict.case, verdict.problem
         where = f"{args.cases}:{case.line}"
         if problem is None:
             if not args.quiet:

@@ -145,6 +145,7 @@ class PolicyRuntime:
             raise PolicyRefused(str(exc)) from None
         self.loaded_at = clock()
         self._lock = asyncio.Lock()
+        self._writing = asyncio.Lock()
         self._listeners: list[ReloadListener] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -205,6 +206,16 @@ class PolicyRuntime:
                 except Exception:
                     log.exception("policy reload listener failed")
         return result
+
+    async def replace(
+        self, write: Callable[[], None], *, actor: Actor, workspace_id: str
+    ) -> ReloadResult:
+        """Run ``write`` (new text over the source's files, in a worker thread), then
+        reload (trigger ``api``); one writer at a time, so two replacements never
+        interleave their files."""
+        async with self._writing:
+            await asyncio.to_thread(write)
+            return await self.reload(trigger="api", actor=actor, workspace_id=workspace_id)
 
     async def _audit(
         self,

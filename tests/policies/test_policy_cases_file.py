@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.policy_cases import Case, check_case, load_cases
+from broker.policy.cases import Case, check_case, load_cases
 from policies import PolicyEngine
 
 CASES = load_cases(Path(__file__).resolve().parents[2] / "policies.test.yaml")

@@ -1,4 +1,5 @@
-"""Decision tables for ``corral policy test``: a YAML file of requests and expected effects.
+"""Decision tables for ``corral policy test`` and ``POST /api/v1/policy/test``: a YAML
+file of requests and expected effects.
 
 Like ``opa test``: a security team writes what must be allowed, denied, held for an
 approval or a fresh MFA, and every edit of the policy is checked against it before it
@@ -37,6 +38,7 @@ from policies import (
     CommandRequest,
     Decision,
     Effect,
+    PolicyEngine,
     Request,
     Role,
     Server,
@@ -44,7 +46,7 @@ from policies import (
     Subject,
 )
 
-__all__ = ["Case", "check_case", "load_cases"]
+__all__ = ["Case", "CaseError", "Verdict", "check_case", "judge", "load_cases", "parse_cases"]
 
 _CASE_KEYS = {
     "name",
@@ -60,6 +62,14 @@ _CASE_KEYS = {
     "approvers",
     "mfa_within",
 }
+
+
+class CaseError(InvalidInput):
+    """A decision table that does not parse; ``line`` is where (1-based)."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -86,12 +96,36 @@ def check_case(case: Case, decision: Decision) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One case's outcome: the decision, and why it misses the case (``None``: passed)."""
+
+    case: Case
+    decision: Decision
+    problem: str | None
+
+
+def judge(
+    cases: list[Case], engine: PolicyEngine, fast: PolicyEngine | None = None
+) -> list[Verdict]:
+    """Decide every case with ``engine``; with ``fast`` (the compiled path built from the
+    same policy), a case also fails where the two decide differently."""
+    verdicts = []
+    for case in cases:
+        decision = engine.decide(case.request)
+        problem = check_case(case, decision)
+        if problem is None and fast is not None and fast.decide(case.request) != decision:
+            problem = "the compiled fast path decides differently (please report this)"
+        verdicts.append(Verdict(case, decision, problem))
+    return verdicts
+
+
 class _Parser:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
 
-    def fail(self, line: int, message: str) -> InvalidInput:
-        return InvalidInput(f"{self.path}:{line}: {message}")
+    def fail(self, line: int, message: str) -> CaseError:
+        return CaseError(f"{self.path}:{line}: {message}", line)
 
     def str_list(self, value: Any, line: int, what: str) -> tuple[str, ...]:
         if value is None:
@@ -227,12 +261,17 @@ def _lines(root: yaml.Node | None, key: str) -> dict[str, int] | list[int]:
 
 
 def load_cases(path: Path) -> list[Case]:
-    """Parse a decision table; raise :class:`InvalidInput` naming ``file:line``."""
-    parser = _Parser(path)
+    """Parse a decision table file; raise :class:`InvalidInput` naming ``file:line``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: cannot read cases: {exc}") from None
+    return parse_cases(text, str(path))
+
+
+def parse_cases(text: str, label: str = "<cases>") -> list[Case]:
+    """Parse a decision table's text (``label`` names it in errors: ``label:line: ...``)."""
+    parser = _Parser(label)
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -246,6 +285,9 @@ def load_cases(path: Path) -> list[Case]:
     unknown = set(data) - {"subjects", "servers", "cases"}
     if unknown:
         raise parser.fail(1, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    for section in ("subjects", "servers"):
+        if not isinstance(data.get(section) or {}, dict):
+            raise parser.fail(1, f"{section} must be a mapping of names")
     subject_lines = _lines(root, "subjects")
     server_lines = _lines(root, "servers")
     subjects = {
