@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,13 @@ class Api:
 
 @pytest.fixture
 async def api(services: Services, clock: Clock, tmp_path: Path) -> AsyncIterator[Api]:
+    async with open_api(services, clock, Settings(data_dir=tmp_path, public_url=ORIGIN)) as ready:
+        yield ready
+
+
+@asynccontextmanager
+async def open_api(services: Services, clock: Clock, settings: Settings) -> AsyncIterator[Api]:
+    """The broker app over ``settings`` with a workspace, three people and their tokens."""
     ws = await services.workspaces.create("acme")
     root = await services.users.create(ws.id, "root@acme.test", role=Role.SUPERUSER)
     staff = await services.users.create(ws.id, "sam@acme.test", role=Role.STAFF)
@@ -98,7 +106,6 @@ async def api(services: Services, clock: Clock, tmp_path: Path) -> AsyncIterator
         tokens[who.id] = await services.tokens.create(
             ws.id, who.id, name="t", scope=TokenScope(scope), expires_in_days=30
         )
-    settings = Settings(data_dir=tmp_path, public_url=ORIGIN)
     policy = PolicyRuntime(PolicySource.from_settings(settings), services)
     runtime = Runtime(settings, services.db, services, policy)
     app = create_app(runtime, mfa=FreshMfa())
