@@ -35,6 +35,7 @@ from broker.policy.candidate import (
     LoadProblem,
     PolicyText,
     candidate_of,
+    check_isolated,
     is_packaged,
     load_candidate,
     source_texts,
@@ -136,6 +137,11 @@ def _candidate(request: Request, body: PolicyIn | PolicyTestIn) -> Candidate:
 
 
 async def _load(candidate: Candidate) -> RuleEngine | LoadProblem:
+    """A fresh engine from the candidate, loaded in-process only after a child process
+    loaded it without error (:func:`check_isolated`)."""
+    checked = await check_isolated(candidate)
+    if isinstance(checked, LoadProblem):
+        return checked
     return await asyncio.to_thread(load_candidate, candidate)
 
 
@@ -168,10 +174,10 @@ async def policy_validate(request: Request) -> JSONResponse:
     principal = await authenticate(request, services_of(request))
     await authorize(request, principal, "policy.read")
     body = await body_of(request, PolicyIn, max_bytes=MAX_BODY)
-    loaded = await _load(_candidate(request, body))
-    if isinstance(loaded, LoadProblem):
-        return JSONResponse({"valid": False, "errors": _problems(loaded), "version": None})
-    return JSONResponse({"valid": True, "errors": [], "version": loaded.version})
+    checked = await check_isolated(_candidate(request, body))
+    if isinstance(checked, LoadProblem):
+        return JSONResponse({"valid": False, "errors": _problems(checked), "version": None})
+    return JSONResponse({"valid": True, "errors": [], "version": checked})
 
 
 @operation(
@@ -265,7 +271,7 @@ async def policy_replace(request: Request) -> JSONResponse:
             "the broker runs the policy shipped with Corral; set CORRAL_POLICY_FILE "
             "to a file of your own to replace it over the API"
         )
-    loaded = await _load(candidate)
+    loaded = await check_isolated(candidate)
     if isinstance(loaded, LoadProblem):
         await _refuse_replace(request, principal, "invalid")
         raise PolicyInvalid(

@@ -4,7 +4,9 @@ candidate text into a fresh engine, and write a candidate over the configured fi
 The API's ``/api/v1/policy/source``, ``/validate``, ``/test`` and ``PUT /api/v1/policy``
 use it. Loading builds a new engine from the text and never touches the one in force;
 errors keep the name the caller gave the file, so ``name:line`` points into their text,
-as ``corral policy check`` does. Writing is atomic per file (temp file, fsync,
+as ``corral policy check`` does. Text from a caller is loaded in a child process first
+(:func:`check_isolated`, :mod:`policies.sandbox`): the Polar parser aborts the whole
+process on some malformed input. Writing is atomic per file (temp file, fsync,
 ``os.replace``) and keeps the previous text as ``<file>.prev``.
 
 It must never write to the policy shipped inside the package, nor to any path a caller
@@ -13,10 +15,14 @@ named: the paths come from the broker's settings only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import os
+import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +38,7 @@ __all__ = [
     "LoadProblem",
     "PolicyText",
     "candidate_of",
+    "check_isolated",
     "is_packaged",
     "load_candidate",
     "source_texts",
@@ -119,6 +126,62 @@ def load_candidate(candidate: Candidate) -> RuleEngine | LoadProblem:
     except Exception:  # a backend failure that is not a load error: fail closed, quietly
         log.exception("policy candidate failed to load")
         return LoadProblem(candidate.policy.name, None, "the policy could not be loaded")
+
+
+SANDBOX_TIMEOUT = 30.0
+SANDBOX_SLOTS = 2
+"""Child processes loading candidates at once; more callers wait their turn."""
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+CRASHED = (
+    "the Polar parser crashed on this text (it does so on some syntax errors near "
+    "non-ASCII characters); nothing was loaded"
+)
+
+
+async def check_isolated(
+    candidate: Candidate, *, timeout: float = SANDBOX_TIMEOUT
+) -> str | LoadProblem:
+    """Load ``candidate`` in a throw-away child process: its version, or why it does not
+    load. A child that crashes or hangs is a "does not load", never the broker's end."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.setdefault(loop, asyncio.Semaphore(SANDBOX_SLOTS))
+    request = {
+        "backend": candidate.backend,
+        "policy": {"name": candidate.policy.name, "text": candidate.policy.text},
+        "model": None
+        if candidate.model is None
+        else {"name": candidate.model.name, "text": candidate.model.text},
+    }
+    name = candidate.policy.name
+    async with slots:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "policies.sandbox",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "RUST_BACKTRACE": "0"},
+        )
+        try:
+            out, _ = await asyncio.wait_for(
+                child.communicate(json.dumps(request).encode()), timeout
+            )
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+            return LoadProblem(name, None, f"loading the policy took over {timeout:g} s")
+    try:
+        answer = json.loads(out.decode("utf-8").splitlines()[-1])
+        if child.returncode == 0 and isinstance(answer.get("version"), str):
+            return str(answer["version"])
+        return LoadProblem(str(answer["file"]), answer["line"], str(answer["message"]))
+    except (ValueError, IndexError, KeyError, AttributeError):
+        log.warning("policy sandbox ended with %s and no answer", child.returncode)
+        return LoadProblem(name, None, CRASHED)
 
 
 def is_packaged(path: Path) -> bool:

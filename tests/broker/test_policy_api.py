@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from broker.policy.candidate import CRASHED
 from broker.settings import Settings
 from broker.store.models import TokenScope
 from policies.casbin_backend import DEFAULT_POLICY as DEFAULT_CSV
@@ -94,6 +95,16 @@ async def test_validate_names_the_line_and_touches_nothing(papi: Api) -> None:
         assert (error["file"], error["line"]) == ("mine.polar", line_of(bad, needle))
         assert message in error["message"]
     assert papi.app.state.runtime.policy.version == before
+    # This text aborts the process that parses it (a panic in the Polar parser): the
+    # broker answers "does not load" and lives on, because a child process parsed it.
+    crash = polar("\u00c3\u00a9")
+    answer = await papi.call("POST", "/api/v1/policy/validate", papi.staff_token, crash)
+    (error,) = answer.json()["errors"]
+    assert error == {"file": "mine.polar", "line": None, "message": CRASHED}
+    problem = assert_problem(
+        await papi.call("PUT", "/api/v1/policy", body=crash), 422, "policy-refused"
+    )
+    assert problem["errors"] == [error] and policy_file(papi).read_text() == GOOD
     casbin = {"backend": "casbin", "files": [{"name": "p.csv", "text": "p, x\nnonsense, 1\n"}]}
     answer = await papi.call("POST", "/api/v1/policy/validate", papi.staff_token, casbin)
     (error,) = answer.json()["errors"]
