@@ -187,7 +187,12 @@ class PolicyRuntime:
         async with self._lock:
             self._fingerprint = await asyncio.to_thread(self.source.fingerprint)
             candidate = await asyncio.to_thread(self.source.text_version)
-            result = await asyncio.to_thread(self.holder.reload)
+            refusal = await self._refused_by_sandbox()
+            if refusal is not None:
+                v = self.version
+                result = ReloadResult(False, v, v, refusal)
+            else:
+                result = await asyncio.to_thread(self.holder.reload)
             if result.error is None:
                 self.loaded_at = self.clock()
             await self._audit(result, trigger, actor, workspace_id, candidate)
@@ -206,6 +211,31 @@ class PolicyRuntime:
                 except Exception:
                     log.exception("policy reload listener failed")
         return result
+
+    async def _refused_by_sandbox(self) -> PolicyLoadError | None:
+        """Parse the files in a child process first: the Polar parser aborts the process
+        on some malformed text, and a saved file must not take the broker down. ``None``
+        when the child loaded them (or they cannot be read: the reload says so)."""
+        from broker.policy.candidate import Candidate, LoadProblem, PolicyText, check_isolated
+
+        try:
+            texts = [
+                PolicyText(str(p), t)
+                for p, t in zip(
+                    self.source.files,
+                    await asyncio.to_thread(
+                        lambda: [p.read_text("utf-8") for p in self.source.files]
+                    ),
+                    strict=True,
+                )
+            ]
+        except (OSError, UnicodeDecodeError):
+            return None
+        candidate = Candidate(self.source.backend, texts[-1], texts[0] if len(texts) > 1 else None)
+        checked = await check_isolated(candidate)
+        if isinstance(checked, LoadProblem):
+            return PolicyLoadError(checked.message, file=checked.file, line=checked.line)
+        return None
 
     async def replace(
         self, write: Callable[[], None], *, actor: Actor, workspace_id: str

@@ -169,3 +169,20 @@ def test_a_bad_policy_refuses_start_up_before_anything_is_created(tmp_path: Path
     assert str(refused.value).startswith(f"{bad}:{line_of(UNKNOWN_ROLE, 'role:admin')}: ")
     assert "\n" not in str(refused.value)
     assert not (tmp_path / "data").exists()
+
+
+async def test_a_file_that_crashes_the_parser_is_refused_not_fatal(
+    services: Services, policy_file: Path
+) -> None:
+    """This text makes the Polar parser abort the process that parses it; the reload
+    parses it in a child process first, so the broker refuses it and lives on."""
+    from broker.policy.candidate import CRASHED
+
+    await services.workspaces.create("acme")
+    runtime = PolicyRuntime(PolicySource("polar", policy_file), services)
+    v1 = runtime.version
+    write(policy_file, "\u00c3\u00a9")
+    refused = await runtime.reload(trigger="file")
+    assert refused.error is not None and not refused.swapped
+    assert str(refused.error) == f"{policy_file}: {CRASHED}"
+    assert runtime.version == v1
