@@ -24,11 +24,12 @@ from api.sessions import AgentUnavailable, UnixUser, gateway_of
 from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
 from broker.agents.hub import AgentOffline
-from broker.policy import MfaAges
+from broker.policy import MfaAges, PolicyRuntime
 from broker.policy.exec import ExecFailed, ExecGate, ExecRefused
+from policies import ReloadResult
 from policies.commands import MAX_LENGTH
 
-__all__ = ["policy_routes"]
+__all__ = ["PolicyRefusedProblem", "PolicyReloaded", "policy_routes", "reloaded"]
 
 MAX_TIMEOUT = 3600
 
@@ -101,6 +102,11 @@ async def policy_reload(request: Request) -> JSONResponse:
     result = await policy.reload(
         trigger="api", actor=principal.actor, workspace_id=principal.workspace_id
     )
+    return reloaded(policy, result)
+
+
+def reloaded(policy: PolicyRuntime, result: ReloadResult) -> JSONResponse:
+    """The :class:`PolicyReloaded` answer, or the 422 of a refused candidate."""
     if result.error is not None:
         raise PolicyRefusedProblem(
             f"{result.error}; the previous policy stays in force",

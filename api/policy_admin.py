@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from api.auth import Principal, authenticate
 from api.authz import authorize, refuse
-from api.policy import PolicyRefusedProblem, PolicyReloaded
+from api.policy import PolicyRefusedProblem, PolicyReloaded, reloaded
 from api.problems import ApiError, BadRequest, ConflictProblem
 from api.spec import Model, body_of, operation
 from api.state import runtime_of, services_of
@@ -284,10 +284,7 @@ async def policy_replace(request: Request) -> JSONResponse:
         actor=principal.actor,
         workspace_id=principal.workspace_id,
     )
-    if result.error is not None:  # the files changed under us between check and reload
-        raise PolicyRefusedProblem(
-            f"{result.error}; the previous policy stays in force", version=result.old_version
-        )
+    answer = reloaded(policy, result)  # a refusal: the files changed between check and load
     await services.audit.emit(
         principal.workspace_id,
         Category.CONFIGURATION,
@@ -302,15 +299,7 @@ async def policy_replace(request: Request) -> JSONResponse:
             "changed": result.swapped,
         },
     )
-    return JSONResponse(
-        {
-            "reloaded": True,
-            "changed": result.swapped,
-            "version": result.new_version,
-            "old_version": result.old_version,
-            **{k: v for k, v in policy.info().items() if k != "version"},
-        }
-    )
+    return answer
 
 
 def policy_admin_routes() -> list[BaseRoute]:
