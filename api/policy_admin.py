@@ -39,7 +39,8 @@ from broker.policy.candidate import (
     is_packaged,
     load_candidate,
     source_texts,
-    write_candidate,
+    write_files,
+    writes_for,
 )
 from broker.policy.cases import CaseError, judge, parse_cases
 from policies import PolicyEngine, compile_engine
@@ -264,12 +265,13 @@ async def policy_replace(request: Request) -> JSONResponse:
         raise NotReplaceable(
             f"the policy is shared by {len(live)} workspaces; replace it on the broker host"
         )
-    targets = [source.file] if candidate.model is None else list(source.files)
-    if any(is_packaged(path) for path in targets):
+    writes = writes_for(source, candidate)
+    if any(is_packaged(path) for path, _ in writes):
         await _refuse_replace(request, principal, "packaged default")
         raise NotReplaceable(
-            "the broker runs the policy shipped with Corral; set CORRAL_POLICY_FILE "
-            "to a file of your own to replace it over the API"
+            "the broker runs a policy file shipped with Corral; set CORRAL_POLICY_FILE "
+            "(and CORRAL_CASBIN_MODEL_FILE for a Casbin model) to a file of your own "
+            "to replace it over the API"
         )
     loaded = await check_isolated(candidate)
     if isinstance(loaded, LoadProblem):
@@ -280,7 +282,7 @@ async def policy_replace(request: Request) -> JSONResponse:
             version=policy.version,
         )
     result = await policy.replace(
-        lambda: write_candidate(source, candidate),
+        lambda: write_files(writes),
         actor=principal.actor,
         workspace_id=principal.workspace_id,
     )

@@ -42,7 +42,8 @@ __all__ = [
     "is_packaged",
     "load_candidate",
     "source_texts",
-    "write_candidate",
+    "write_files",
+    "writes_for",
 ]
 
 log = logging.getLogger("corral.policy")
@@ -219,10 +220,19 @@ def _replace_with(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def write_candidate(source: PolicySource, candidate: Candidate) -> None:
-    """Write ``candidate`` over ``source``'s files (the model only when it changed)."""
-    if candidate.model is not None and source.model_file is not None:
-        current = source.model_file.read_text(encoding="utf-8")
-        if candidate.model.text != current:
-            _write_atomically(source.model_file, candidate.model.text)
-    _write_atomically(source.file, candidate.policy.text)
+def writes_for(source: PolicySource, candidate: Candidate) -> list[tuple[Path, str]]:
+    """The files replacing ``candidate`` writes: the policy, and the Casbin model only
+    when its text changed (so a broker on the shipped model can still take a new CSV)."""
+    writes = [(source.file, candidate.policy.text)]
+    model, model_file = candidate.model, source.model_file
+    if model is None or model_file is None:
+        return writes
+    if model.text != model_file.read_text(encoding="utf-8"):
+        writes.insert(0, (model_file, model.text))
+    return writes
+
+
+def write_files(writes: list[tuple[Path, str]]) -> None:
+    """Write each file atomically, keeping its previous text as ``<file>.prev``."""
+    for path, text in writes:
+        _write_atomically(path, text)

@@ -233,3 +233,35 @@ async def test_decision_tables_against_the_policy_in_force_or_a_candidate(papi: 
     assert assert_problem(answer, 422, "policy-refused")["errors"]
     answer = await papi.call("POST", "/api/v1/policy/test", papi.user_token, {"cases_yaml": CASES})
     assert_problem(answer, 403, "policy-denied")
+
+
+@pytest.fixture
+async def casbin_api(services: Any, clock: Clock, tmp_path: Path) -> AsyncIterator[Api]:
+    """A Casbin broker: the operator's own CSV, the model shipped in the package."""
+    csv = tmp_path / "policy.csv"
+    csv.write_text(DEFAULT_CSV.read_text())
+    settings = Settings(
+        data_dir=tmp_path, public_url=ORIGIN, policy_backend="casbin", policy_file=csv
+    )
+    async with open_api(services, clock, settings) as ready:
+        yield ready
+
+
+async def test_casbin_csv_replaced_next_to_the_shipped_model(casbin_api: Api) -> None:
+    source = (await casbin_api.call("GET", "/api/v1/policy/source", casbin_api.staff_token)).json()
+    assert [f["name"] for f in source["files"]] == ["default_casbin_model.conf", "policy.csv"]
+    edited = DEFAULT_CSV.read_text().replace("p4, perm.staff.policy-read, staff, policy.read\n", "")
+    body = {"files": [{"name": "policy.csv", "text": edited}]}
+    replaced = await casbin_api.call("PUT", "/api/v1/policy", body=body)
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["changed"] is True
+    csv = policy_file(casbin_api)
+    assert csv.read_text() == edited and csv.with_name("policy.csv.prev").exists()
+    refused = await casbin_api.call("GET", "/api/v1/policy", casbin_api.staff_token)
+    assert_problem(refused, 403, "policy-denied")
+    # A changed model would be written into the package: refused, nothing written.
+    model = {"name": "m.conf", "text": source["files"][0]["text"] + "\n# edited\n"}
+    answer = await casbin_api.call("PUT", "/api/v1/policy", body={"files": [model, *body["files"]]})
+    assert "CORRAL_POLICY_FILE" in str(
+        assert_problem(answer, 409, "policy-not-replaceable")["detail"]
+    )
