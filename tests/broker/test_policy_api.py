@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from broker.audit import SYSTEM
 from broker.policy.candidate import CRASHED
 from broker.settings import Settings
 from broker.store.models import TokenScope
@@ -173,13 +174,18 @@ async def test_replace_swaps_the_policy_keeps_prev_and_audits(papi: Api) -> None
 
 
 async def test_replace_refused_while_workspaces_share_the_policy(papi: Api) -> None:
-    await papi.services.workspaces.create("globex")
+    other = await papi.services.workspaces.create("globex")
     answer = await papi.call("PUT", "/api/v1/policy", body=polar(EDITED))
     problem = assert_problem(answer, 409, "policy-not-replaceable")
     assert "shared by 2 workspaces" in str(problem["detail"])
     assert policy_file(papi).read_text() == GOOD
     (event,) = await papi.events("action.denied")
     assert json.loads(event.details)["reason"] == "shared"
+    # A deleted workspace no longer shares it.
+    await papi.services.workspaces.delete(other.id, confirm_name="globex", actor=SYSTEM)
+    answer = await papi.call("PUT", "/api/v1/policy", body=polar(EDITED))
+    assert answer.status_code == 200, answer.text
+    assert policy_file(papi).read_text() == EDITED
 
 
 async def test_replace_refused_for_the_packaged_default(api: Api) -> None:
