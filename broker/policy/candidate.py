@@ -160,6 +160,7 @@ async def check_isolated(
     async with slots:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-I",  # isolated: no current directory on the path, no PYTHON* variables
             "-m",
             "policies.sandbox",
             stdin=asyncio.subprocess.PIPE,
