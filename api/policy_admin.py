@@ -112,16 +112,8 @@ class TestReportOut(BaseModel):
     results: list[CaseResultOut]
 
 
-class PolicyReplacedOut(PolicyReloaded):
-    pass
-
-
 class NotReplaceable(ConflictProblem):
     code, title = "policy-not-replaceable", "The policy cannot be replaced over the API here"
-
-
-class PolicyInvalid(PolicyRefusedProblem):
-    title = "The candidate policy does not load"
 
 
 def _problems(found: LoadProblem) -> list[dict[str, object]]:
@@ -205,7 +197,7 @@ async def policy_test(request: Request) -> JSONResponse:
     else:
         loaded = await _load(_candidate(request, body))
         if isinstance(loaded, LoadProblem):
-            raise PolicyInvalid(
+            raise PolicyRefusedProblem(
                 f"{loaded.file}:{loaded.line or '?'}: {loaded.message}",
                 errors=_problems(loaded),
             )
@@ -241,7 +233,7 @@ async def _refuse_replace(request: Request, principal: Principal, reason: str) -
     summary="Replace the policy file and put it in force",
     tag="policy",
     body=PolicyIn,
-    ok=PolicyReplacedOut,
+    ok=PolicyReloaded,
     scope="admin",
     errors=(400, 403, 409, 422),
 )
@@ -276,7 +268,7 @@ async def policy_replace(request: Request) -> JSONResponse:
     loaded = await check_isolated(candidate)
     if isinstance(loaded, LoadProblem):
         await _refuse_replace(request, principal, "invalid")
-        raise PolicyInvalid(
+        raise PolicyRefusedProblem(
             f"{loaded.file}:{loaded.line or '?'}: {loaded.message}; nothing was written",
             errors=_problems(loaded),
             version=policy.version,
