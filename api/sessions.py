@@ -10,6 +10,7 @@ The gateway is built on first use from the app's runtime and hub unless one was 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -82,6 +83,14 @@ class RecordingOut(BaseModel):
     id: str
     session_id: str
     size_bytes: int
+    user_id: str
+    server_id: str | None
+    """``null`` once the server was removed; ``server_name`` still says which it was."""
+    server_name: str
+    unix_user: str
+    started_at: datetime
+    ended_at: datetime | None
+    """``null`` while the session is still being recorded."""
 
 
 class RecordingList(BaseModel):
@@ -310,17 +319,27 @@ async def list_recordings(request: Request) -> JSONResponse:
     principal = await authenticate(request, services)
     await authorize(request, principal, "sessions.own.recordings.read")
     query = query_of(request, RecordingQuery)
-    rows = await services.recordings.list(principal.workspace_id, session_id=query.session_id)
-    if not await permits(request, principal, "sessions.recordings.read"):
-        own = {
-            s.id
-            for s in await services.sessions.list(principal.workspace_id, user_id=principal.user.id)
-        }
-        rows = [r for r in rows if r.session_id in own]
+    everyone = await permits(request, principal, "sessions.recordings.read")
+    rows = await services.recordings.index(
+        principal.workspace_id,
+        session_id=query.session_id,
+        user_id=None if everyone else principal.user.id,
+    )
     return JSONResponse(
         {
             "recordings": [
-                {"id": r.id, "session_id": r.session_id, "size_bytes": r.size_bytes} for r in rows
+                {
+                    "id": r.id,
+                    "session_id": r.session_id,
+                    "size_bytes": r.size_bytes,
+                    "user_id": s.user_id,
+                    "server_id": s.server_id,
+                    "server_name": s.server_name,
+                    "unix_user": s.unix_user,
+                    "started_at": r.started_at.isoformat(),
+                    "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+                }
+                for r, s in rows
             ]
         }
     )

@@ -230,6 +230,9 @@ def recordings_list(args: argparse.Namespace) -> int:
         [
             ("ID", lambda r: r["id"]),
             ("SESSION", lambda r: r.get("session_id")),
+            ("SERVER", lambda r: r.get("server_name") or r.get("server_id") or "-"),
+            ("UNIX USER", lambda r: r.get("unix_user")),
+            ("STARTED", lambda r: (r.get("started_at") or "")[:19]),
             ("SIZE", lambda r: r.get("size_bytes")),
         ],
         "no recordings you can see",

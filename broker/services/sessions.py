@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from datetime import datetime
 
-from sqlmodel import col
+from sqlmodel import col, select
 
 from broker.audit import Actor, Category
 from broker.errors import Conflict
@@ -31,11 +31,12 @@ class SessionService(Service):
     ) -> TerminalSession:
         async with self.db.transaction() as s:
             await fetch(s, User, workspace_id, user_id)
-            await fetch(s, Server, workspace_id, server_id)
+            server = await fetch(s, Server, workspace_id, server_id)
             session = TerminalSession(
                 workspace_id=workspace_id,
                 user_id=user_id,
                 server_id=server_id,
+                server_name=server.name,
                 unix_user=unix_user,
                 cols=cols,
                 rows=rows,
@@ -106,7 +107,7 @@ class SessionService(Service):
                 Category.RESOURCE_ACCESS,
                 "session.terminated" if terminated else "session.closed",
                 actor=actor,
-                server_id=session.server_id,
+                server_id=session.server_id or "",
                 session_id=session.id,
                 details={"reason": reason},
                 session=s,
@@ -148,6 +149,25 @@ class RecordingService(Service):
             query = query.where(Recording.session_id == session_id)
         async with self.db.transaction() as s:
             return list((await s.exec(query.order_by(col(Recording.started_at)))).all())
+
+    async def index(
+        self, workspace_id: str, *, session_id: str | None = None, user_id: str | None = None
+    ) -> builtins.list[tuple[Recording, TerminalSession]]:
+        """Recordings with the session each belongs to (who, which server), oldest first;
+        only ``user_id``'s sessions when given."""
+        query = (
+            select(Recording, TerminalSession)
+            .join(TerminalSession, col(TerminalSession.id) == col(Recording.session_id))
+            .where(Recording.workspace_id == workspace_id)
+            .where(TerminalSession.workspace_id == workspace_id)
+        )
+        if session_id is not None:
+            query = query.where(Recording.session_id == session_id)
+        if user_id is not None:
+            query = query.where(TerminalSession.user_id == user_id)
+        async with self.db.transaction() as s:
+            rows = await s.exec(query.order_by(col(Recording.started_at)))
+            return [(recording, session) for recording, session in rows.all()]
 
     async def purge_ended_before(
         self, workspace_id: str, before: datetime, *, actor: Actor

@@ -117,8 +117,27 @@ class Database:
         state = await self.check()
         if not state.up_to_date:
             try:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(self._upgrade)
+                async with self.engine.connect() as conn:
+                    sqlite = self.dialect == "sqlite"
+                    if sqlite:
+                        # SQLite rebuilds a table to change its constraints; dropping the old
+                        # copy with foreign keys on would run ON DELETE CASCADE on every row
+                        # that refers to it. SQLite's documented procedure: keys off outside
+                        # the transaction, rebuild, check, keys back on.
+                        await conn.run_sync(_sqlite_foreign_keys, False)
+                    try:
+                        async with conn.begin():
+                            await conn.run_sync(self._upgrade)
+                            if sqlite:
+                                broken = await conn.exec_driver_sql("PRAGMA foreign_key_check")
+                                if broken.first() is not None:
+                                    raise StoreError(
+                                        f"migrating {self.display_url} left rows whose "
+                                        "foreign keys point nowhere; nothing was changed"
+                                    )
+                    finally:
+                        if sqlite:
+                            await conn.run_sync(_sqlite_foreign_keys, True)
             except (OSError, DBAPIError) as exc:
                 raise StoreError(f"migrating {self.display_url} failed: {_reason(exc)}") from None
         return SchemaState(state.head, state.head)
@@ -145,6 +164,14 @@ def _reason(exc: BaseException) -> str:
         exc = exc.orig
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Switch SQLite's foreign keys on the driver connection itself: SQLAlchemy would open
+    a transaction first, inside which SQLite ignores the pragma."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    cursor.close()
 
 
 def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:

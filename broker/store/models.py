@@ -264,7 +264,12 @@ class TerminalSession(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     workspace_id: str = _workspace()
     user_id: str = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
-    server_id: str = Field(foreign_key="server.id", index=True, ondelete="CASCADE")
+    # A session outlives its server: removing a server keeps the history and the
+    # recordings (migration 0005); the name it had is kept beside the cleared id.
+    server_id: str | None = Field(
+        default=None, foreign_key="server.id", index=True, ondelete="SET NULL"
+    )
+    server_name: str = Field(default="", max_length=100)
     unix_user: str = Field(max_length=64)
     status: SessionStatus = _enum(SessionStatus, SessionStatus.PENDING)
     cols: int = 80
@@ -292,7 +297,7 @@ class Approval(SQLModel, table=True):
         default=None, foreign_key="terminalsession.id", ondelete="CASCADE"
     )
     requester_id: str = Field(foreign_key="user.id", ondelete="CASCADE")
-    server_id: str | None = Field(default=None, foreign_key="server.id", ondelete="CASCADE")
+    server_id: str | None = Field(default=None, foreign_key="server.id", ondelete="SET NULL")
     command: str
     rule_id: str = ""
     approvers: list[str] = _json_list()

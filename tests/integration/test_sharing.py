@@ -280,3 +280,14 @@ async def test_group_membership_and_server_removal_revoke(env: Env) -> None:
     assert env.server_id not in env.broker.hub.links
     with pytest.raises(websockets.ConnectionClosed):
         await term.next()
+    # The sessions' history and recordings outlive the server: the id is cleared, the
+    # name kept, and the asciicast still downloads.
+    listing = await env.http.get("/api/v1/recordings", headers=_auth(env.admin_token))
+    recordings = listing.json()["recordings"]
+    assert len(recordings) >= 2
+    assert all(r["server_id"] is None and r["server_name"] for r in recordings)
+    assert {r["ended_at"] is not None for r in recordings} == {True}
+    cast = await env.http.get(
+        f"/api/v1/recordings/{recordings[-1]['id']}/download", headers=_auth(env.admin_token)
+    )
+    assert cast.status_code == 200 and b"echo ready" in cast.content
