@@ -214,6 +214,9 @@ CASES: dict[str, Case] = {
     "RecordingService.finish": lambda s, a, b: s.recordings.finish(b.ws, a.recording, 1),
     "RecordingService.get": lambda s, a, b: s.recordings.get(b.ws, a.recording),
     "RecordingService.list": lambda s, a, b: s.recordings.list(b.ws, session_id=a.session),
+    "RecordingService.index": lambda s, a, b: s.recordings.index(
+        b.ws, session_id=a.session, user_id=a.user
+    ),
     "RecordingService.purge_ended_before": lambda s, a, b: s.recordings.purge_ended_before(
         b.ws, s.recordings.clock() + timedelta(days=1), actor=ACTOR
     ),
