@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import weakref
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from policies import PolicyLoadError
 from policies.casbin_backend import casbin_from_text
 from policies.engine import RuleEngine
 from policies.polar_backend import polar_from_text
+from policies.sandbox import CRASHED, child_command, read_answer
 
 __all__ = [
     "Candidate",
@@ -136,10 +136,6 @@ SANDBOX_SLOTS = 2
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
-CRASHED = (
-    "the Polar parser crashed on this text (it does so on some syntax errors near "
-    "non-ASCII characters); nothing was loaded"
-)
 
 
 async def check_isolated(
@@ -157,16 +153,14 @@ async def check_isolated(
         else {"name": candidate.model.name, "text": candidate.model.text},
     }
     name = candidate.policy.name
+    argv, env = child_command()
     async with slots:
         child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # isolated: no current directory on the path, no PYTHON* variables
-            "-m",
-            "policies.sandbox",
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "RUST_BACKTRACE": "0"},
+            env=env,
         )
         try:
             out, _ = await asyncio.wait_for(
@@ -176,14 +170,12 @@ async def check_isolated(
             child.kill()
             await child.wait()
             return LoadProblem(name, None, f"loading the policy took over {timeout:g} s")
-    try:
-        answer = json.loads(out.decode("utf-8").splitlines()[-1])
-        if child.returncode == 0 and isinstance(answer.get("version"), str):
-            return str(answer["version"])
-        return LoadProblem(str(answer["file"]), answer["line"], str(answer["message"]))
-    except (ValueError, IndexError, KeyError, AttributeError):
+    answer = read_answer(out, child.returncode, name)
+    if "version" in answer:
+        return str(answer["version"])
+    if answer["message"] == CRASHED:
         log.warning("policy sandbox ended with %s and no answer", child.returncode)
-        return LoadProblem(name, None, CRASHED)
+    return LoadProblem(answer["file"], answer["line"], answer["message"])
 
 
 def is_packaged(path: Path) -> bool:

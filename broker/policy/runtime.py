@@ -40,6 +40,7 @@ from policies import (
     load_polar,
 )
 from policies.engine import RuleEngine
+from policies.sandbox import check_in_child
 
 __all__ = ["PolicyRuntime", "PolicySource", "ReloadListener", "default_policy"]
 
@@ -68,16 +69,29 @@ class PolicySource:
     def files(self) -> tuple[Path, ...]:
         return (self.file,) if self.model_file is None else (self.model_file, self.file)
 
-    def load(self) -> RuleEngine:
-        """The reference engine (oso or pycasbin); raises :class:`PolicyLoadError`."""
+    def load(self, *, isolated: bool = True) -> RuleEngine:
+        """The reference engine (oso or pycasbin); raises :class:`PolicyLoadError`.
+
+        A Polar file is first loaded in a throw-away child (``policies.sandbox``): the
+        parser aborts the whole process on some malformed text, and the broker's start-up
+        or ``corral policy check`` must answer ``file:line`` instead of dying.
+        ``isolated=False`` skips that when the caller has just done it."""
         if self.backend == "casbin":
             assert self.model_file is not None
             return load_casbin(self.model_file, self.file)
+        if isolated:
+            try:
+                text = self.file.read_text("utf-8")
+            except (OSError, UnicodeDecodeError):
+                pass  # load_polar reports an unreadable file itself
+            else:
+                name = str(self.file)
+                check_in_child({"backend": "polar", "policy": {"name": name, "text": text}})
         return load_polar(self.file)
 
-    def load_fast(self) -> PolicyEngine:
+    def load_fast(self, *, isolated: bool = True) -> PolicyEngine:
         """The compiled fast path built from the reference engine: what decisions use."""
-        return compile_engine(self.load())
+        return compile_engine(self.load(isolated=isolated))
 
     def load_at_start(self) -> PolicyEngine:
         """:meth:`load_fast`, with a refusal as the broker's one-line start-up error."""
@@ -131,13 +145,17 @@ class PolicyRuntime:
         self.clock = clock
         self._fingerprint = source.fingerprint()
         first = engine
+        # The first load is checked in a child here; later ones come through reload(),
+        # which has the text checked in a child before it asks for them.
+        check_first = engine is None
 
         def loader() -> PolicyEngine:
-            nonlocal first
+            nonlocal first, check_first
             if first is not None:
                 ready, first = first, None
                 return ready
-            return source.load_fast()
+            isolated, check_first = check_first, False
+            return source.load_fast(isolated=isolated)
 
         try:
             self.holder = PolicyHolder(loader)

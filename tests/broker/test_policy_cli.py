@@ -230,6 +230,20 @@ def test_a_bad_policy_refuses_up_and_check_with_file_and_line(tmp_path: Path) ->
     assert not (tmp_path / ".corral").exists()
 
 
+def test_a_policy_that_crashes_the_parser_is_one_line_not_an_abort(tmp_path: Path) -> None:
+    """This text aborts any process whose Polar parser reads it; start-up, ``corral check``
+    and ``corral policy check`` read it in a child first and answer one line."""
+    from policies.sandbox import CRASHED
+
+    crash = tmp_path / "crash.polar"
+    crash.write_text("\u00c3\u00a9")
+    result = corral(tmp_path, "policy", "check", str(crash))
+    assert result.code == 1 and result.err.strip() == f"{crash}: {CRASHED}", result
+    for command in ("up", "check"):
+        assert_one_error(corral(tmp_path, command, CORRAL_POLICY_FILE=str(crash)), CRASHED)
+    assert not (tmp_path / ".corral").exists()
+
+
 def test_sighup_reloads_the_policy(tmp_path: Path) -> None:
     policy = tmp_path / "policies.polar"
     policy.write_text(GOOD)
