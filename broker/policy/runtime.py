@@ -40,6 +40,7 @@ from policies import (
     load_polar,
 )
 from policies.engine import RuleEngine
+from policies.polar_backend import DEFAULT_POLICY as DEFAULT_POLAR
 from policies.sandbox import check_in_child
 
 __all__ = ["PolicyRuntime", "PolicySource", "ReloadListener", "default_policy"]
@@ -75,11 +76,12 @@ class PolicySource:
         A Polar file is first loaded in a throw-away child (``policies.sandbox``): the
         parser aborts the whole process on some malformed text, and the broker's start-up
         or ``corral policy check`` must answer ``file:line`` instead of dying.
-        ``isolated=False`` skips that when the caller has just done it."""
+        ``isolated=False`` skips that when the caller has just done it; the default
+        shipped in the package is not checked (it is ours and it loads)."""
         if self.backend == "casbin":
             assert self.model_file is not None
             return load_casbin(self.model_file, self.file)
-        if isolated:
+        if isolated and self.file.resolve() != DEFAULT_POLAR:  # the shipped one loads
             try:
                 text = self.file.read_text("utf-8")
             except (OSError, UnicodeDecodeError):
