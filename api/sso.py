@@ -30,7 +30,7 @@ from broker.services import Services
 from broker.services.directory import NAME
 from broker.store.models import Role, SsoProtocol, SsoProvider
 from idp.sso_config import check_config
-from idp.sso_login import finish_sso_login, safe_return_path
+from idp.sso_login import UnsafeReturn, finish_sso_login, safe_return_path
 from idp.sso_oidc import PENDING_COOKIE, PENDING_SECONDS
 
 __all__ = ["sso_routes"]
@@ -390,7 +390,7 @@ async def login_options(request: Request) -> JSONResponse:
     errors=(400, 401, 404, 429),
     media_type="text/html",
     description="Sets a sealed, HttpOnly pending-login cookie for the callback. "
-    "`return_to` must be a path on this broker (anything else returns to `/`).",
+    "`return_to` must be a path (or URL) on this broker, else 400.",
 )
 async def oidc_login(request: Request) -> Response:
     query = query_of(request, LoginQuery)
@@ -408,9 +408,11 @@ async def oidc_login(request: Request) -> Response:
     if provider is None or provider.protocol is not SsoProtocol.OIDC:
         raise await _not_found(request, services, workspace.id, Actor("anonymous", source), ident)
     try:
-        url, sealed = await identity.oidc.begin(
-            provider, return_to=safe_return_path(query.return_to), source=source
-        )
+        return_to = safe_return_path(query.return_to, identity.oidc.public_url)
+    except UnsafeReturn as exc:
+        raise BadRequest(str(exc)) from None
+    try:
+        url, sealed = await identity.oidc.begin(provider, return_to=return_to, source=source)
     except AuthenticationFailed:
         raise Unauthorized(SSO_FAILED) from None
     response = RedirectResponse(url, status_code=302)

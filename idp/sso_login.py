@@ -12,29 +12,48 @@ broker's MFA rule.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.responses import RedirectResponse, Response
 
 from broker.store.models import SsoProvider, User
-from idp.sessions import BrowserLogins, set_session_cookies
+from idp.sessions import BrowserLogins, origin_of, set_session_cookies
 
-__all__ = ["finish_sso_login", "safe_return_path"]
+__all__ = ["UnsafeReturn", "finish_sso_login", "safe_return_path"]
 
 MAX_RETURN_PATH = 500
 
 
-def safe_return_path(value: str | None) -> str:
-    """``value`` if it is a path on this origin, else ``/``.
+class UnsafeReturn(ValueError):
+    """``return_to`` would leave this broker (an open redirect): refused, never rewritten."""
 
-    Only ``/``-rooted paths pass: no scheme, no ``//host`` (scheme-relative), no
-    backslash (browsers read ``/\\host`` as ``//host``), no control characters, so the
-    redirect after login can never leave the broker (no open redirect)."""
-    if not value or len(value) > MAX_RETURN_PATH:
+    def __init__(self) -> None:
+        super().__init__("return_to must be a path on this broker")
+
+
+def safe_return_path(value: str | None, public_url: str | None = None) -> str:
+    """Where to send the browser after an SSO login: ``value`` as a path on this broker
+    (``/`` when absent), else :class:`UnsafeReturn`. One rule for OIDC and SAML.
+
+    A ``/``-rooted path passes, with its query; so does an absolute URL whose origin is
+    ``public_url``'s (reduced to its path). Refused: another origin, a scheme-relative
+    ``//host``, a backslash (browsers read ``/\\host`` as ``//host``), a relative path or a
+    ``javascript:`` URL, control characters and spaces, more than ``MAX_RETURN_PATH``."""
+    if not value:
         return "/"
-    if not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        return "/"
-    return value
+    if len(value) > MAX_RETURN_PATH or any(
+        ord(c) < 0x21 or ord(c) == 0x7F or c == "\\" for c in value
+    ):
+        raise UnsafeReturn
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        if public_url is None or origin != origin_of(public_url):
+            raise UnsafeReturn
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//"):
+        raise UnsafeReturn
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 async def finish_sso_login(
@@ -56,7 +75,11 @@ async def finish_sso_login(
         user_agent=user_agent,
         provider=provider.name,
     )
-    response = RedirectResponse(safe_return_path(return_to), status_code=303)
+    try:  # checked when the login started; checked again before it is followed
+        target = safe_return_path(return_to)
+    except UnsafeReturn:
+        target = "/"
+    response = RedirectResponse(target, status_code=303)
     set_session_cookies(
         response,
         outcome.secret,

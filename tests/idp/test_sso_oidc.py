@@ -327,12 +327,20 @@ async def test_disabled_provider_and_other_workspace(
 async def test_return_to_stays_on_this_origin(
     admin: Env, oidc_provider: Provider, op_http: httpx.AsyncClient
 ) -> None:
+    """The same rule as SAML's (one function): a foreign target is refused at the start,
+    before any state is sealed; a URL on this broker's own origin becomes its path."""
     created = await add_provider(admin, oidc_provider)
-    for target in ("https://evil.test/", "//evil.test/x", "/\\evil.test", "servers"):
+    for target in ("https://evil.test/", "//evil.test/x", "/\\evil.test", "servers", "/a b"):
         async with browser(admin) as client:
-            url = await start(client, created["login_url"], return_to=target)
-            response = await client.get(await authorize(op_http, url))
-            assert response.status_code == 303 and response.headers["location"] == "/", target
+            refused = await client.get(with_query(created["login_url"], return_to=target))
+            assert refused.status_code == 400, target
+            assert refused.json()["detail"] == "return_to must be a path on this broker"
+            assert "set-cookie" not in refused.headers, target
+    own = ORIGIN.rstrip("/") + "/servers?x=1"
+    async with browser(admin) as client:
+        url = await start(client, created["login_url"], return_to=own)
+        response = await client.get(await authorize(op_http, url))
+        assert response.status_code == 303 and response.headers["location"] == "/servers?x=1"
 
 
 async def test_admin_api_validation_and_secrets(
