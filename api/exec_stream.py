@@ -3,7 +3,12 @@ NDJSON while the command runs (what ``corral exec`` uses, like ``ssh host cmd``)
 
 The policy decides before anything is sent, so every refusal is still a problem+json
 answer with its status (403 policy-denied / mfa-required, 409 approval-required, 404,
-503). Once the command is allowed the answer is 200 ``application/x-ndjson``: lines
+503). With ``"wait_for_approval": true`` a command that needs an approval is held
+instead, as a terminal line is: the answer starts at once (200) with one line
+``{"approval": {"status": "pending", "rule_id", "reason", "approvers"}}``, then the
+command runs if someone approves within the approval timeout, else the last line is
+``{"error": {"code": "approval-denied", ...}}``.
+Once the command is allowed the answer is 200 ``application/x-ndjson``: lines
 ``{"stdout": "..."}`` / ``{"stderr": "..."}`` (UTF-8 decoded per stream, so a character
 split between chunks is not mangled), then one final line, either ``{"exit_status",
 "signal", "timed_out", "rule_id", "policy_version"}`` or ``{"error": {"code", "detail"}}``
@@ -34,6 +39,7 @@ from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
 from broker.agents.hub import AgentOffline
 from broker.policy.exec import ExecFailed, ExecGate, ExecOutput, ExecRefused
+from policies import Decision
 from policies.commands import MAX_LENGTH
 
 __all__ = ["exec_stream_routes"]
@@ -47,6 +53,8 @@ class ExecIn(Model):
     command: str = Field(min_length=1, max_length=MAX_LENGTH)
     unix_user: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
     timeout: float = Field(default=60, ge=1, le=MAX_TIMEOUT)
+    wait_for_approval: bool = False
+    """Hold a command that needs an approval until someone decides (else 409 at once)."""
 
 
 class ExecLine(BaseModel):
@@ -60,6 +68,8 @@ class ExecLine(BaseModel):
     rule_id: str | None = None
     policy_version: str | None = None
     error: dict[str, str] | None = None
+    approval: dict[str, Any] | None = None
+    """First line of a held command: ``status``, ``rule_id``, ``reason``, ``approvers``."""
 
 
 def _line(data: dict[str, Any]) -> bytes:
@@ -67,6 +77,8 @@ def _line(data: dict[str, Any]) -> bytes:
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ExecRefused):  # only after a hold: the approval did not come
+        return {"error": {"code": "approval-denied", "detail": exc.decision.reason}}
     if isinstance(exc, ExecFailed):
         return {"error": {"code": "exec-failed", "detail": str(exc)[:300]}}
     if isinstance(exc, AgentOffline):
@@ -97,9 +109,20 @@ async def exec_stream(request: Request) -> StreamingResponse:
     )
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
     started = asyncio.Event()
+    held: list[bytes] = []
 
     async def sink(stream: str, data: bytes) -> None:
         await queue.put((stream, data))
+
+    async def on_held(decision: Decision) -> None:
+        pending = {
+            "status": "pending",
+            "rule_id": decision.rule_id,
+            "reason": decision.reason,
+            "approvers": list(decision.approvers),
+        }
+        held.append(_line({"approval": pending}))
+        started.set()  # answer now: the client sees that it waits, and for whom
 
     run = asyncio.create_task(
         gate.run(
@@ -112,6 +135,8 @@ async def exec_stream(request: Request) -> StreamingResponse:
             actor=principal.actor,
             on_start=started.set,
             on_output=sink,
+            approvals=gateway.approvals if body.wait_for_approval else None,
+            on_held=on_held,
         )
     )
     allowed = asyncio.create_task(started.wait())
@@ -126,11 +151,11 @@ async def exec_stream(request: Request) -> StreamingResponse:
             raise AgentUnavailable("the server's agent is not connected; try again") from None
         except ExecFailed as exc:
             raise ExecFailedProblem(str(exc)) from None
-    return StreamingResponse(_stream(run, queue), media_type=NDJSON)
+    return StreamingResponse(_stream(run, queue, held), media_type=NDJSON)
 
 
 async def _stream(
-    run: asyncio.Task[ExecOutput], queue: asyncio.Queue[tuple[str, bytes]]
+    run: asyncio.Task[ExecOutput], queue: asyncio.Queue[tuple[str, bytes]], first: list[bytes]
 ) -> AsyncIterator[bytes]:
     decoders = {
         name: codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -138,6 +163,8 @@ async def _stream(
     }
     get: asyncio.Task[tuple[str, bytes]] | None = None
     try:
+        for line in first:  # a held command's approval line
+            yield line
         while True:
             if queue.empty() and run.done():
                 break

@@ -175,6 +175,11 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     run.add_argument("server", help="server name or id")
     run.add_argument("-u", "--user", default=None, help="unix user (default: your login name)")
     run.add_argument("--timeout", type=int, default=60, help="seconds, 1..3600 (default 60)")
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="if the command needs an approval, exit 6 at once instead of waiting for one",
+    )
     run.add_argument("command", nargs="*", help="the command and its arguments, after --")
     run.set_defaults(run=remote_exec.remote_exec)
 

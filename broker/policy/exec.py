@@ -4,8 +4,11 @@ Unlike a terminal, where the broker reconstructs what a person typed, an exec re
 carries the exact text the agent will hand to the user's shell with ``-c``. So the
 decision here is exact: the line is decided as a :class:`~policies.CommandRequest` with
 the access level already resolved (policy file + stored grants), and only an ``allow``
-is sent to :meth:`AgentHub.exec`. A ``require_mfa`` or ``require_approval`` is refused
-with what is needed (nothing is held for exec in this round). Every decision is audited
+is sent to :meth:`AgentHub.exec`. A ``require_mfa`` is refused with what is needed. A
+``require_approval`` is refused too, unless the caller passes an ``approvals`` waiter (the
+streaming exec route does when asked to wait): then the command is held as an approval
+request, like a terminal line, and runs only once approved; denied or timed out, it is
+refused. Every decision is audited
 as ``exec.command`` with the same details as a terminal's ``session.command`` so
 ``corral policy replay`` reads both.
 """
@@ -13,12 +16,14 @@ as ``exec.command`` with the same details as a terminal's ``session.command`` so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from broker.agents.hub import AgentHub, AgentOffline
 from broker.audit import Actor, Category, Outcome
+from broker.enforce.approvals import ApprovalRequest, ApprovalWaiter
 from broker.errors import CorralError
 from broker.gateway.access import PolicyAccessResolver
 from broker.policy.mfa import MfaAges
@@ -93,6 +98,8 @@ class ExecGate:
         actor: Actor,
         on_start: Callable[[], None] | None = None,
         on_output: Callable[[str, bytes], Awaitable[None]] | None = None,
+        approvals: ApprovalWaiter | None = None,
+        on_held: Callable[[Decision], Awaitable[None]] | None = None,
     ) -> ExecOutput:
         """Decide, audit, and run only if allowed; raises :class:`ExecRefused` otherwise,
         :class:`AgentOffline` when the agent is gone and :class:`ExecFailed` when it could
@@ -100,7 +107,8 @@ class ExecGate:
 
         For streaming callers: ``on_start`` is called once the policy allowed the command,
         ``on_output`` receives the output as it arrives (then none is collected), and a
-        cancelled run (the client went away) is audited as a failure."""
+        cancelled run (the client went away) is audited as a failure. With ``approvals``,
+        a command that needs an approval waits for one (``on_held`` is told first)."""
         decision = await self.decide(workspace_id, user, server, command, unix_user)
         details: dict[str, Any] = {
             "command": command,
@@ -110,7 +118,30 @@ class ExecGate:
             "policy_version": decision.version,
             "unix_user": unix_user,
         }
-        if decision.effect is not Effect.ALLOW:
+        if decision.effect is Effect.REQUIRE_APPROVAL and approvals is not None:
+            if on_held is not None:
+                await on_held(decision)
+            request = ApprovalRequest(
+                workspace_id=workspace_id,
+                requester_id=user.id,
+                command=command,
+                approvers=decision.approvers,
+                rule_id=decision.rule_id,
+                reason=decision.reason,
+                server_id=server.id,
+            )
+            approved = await approvals.wait(request)
+            details["approval"] = "approved" if approved else "denied or timed out"
+            if not approved:
+                await self._audit(workspace_id, server, actor, details, Outcome.DENIED)
+                raise ExecRefused(
+                    dataclasses.replace(
+                        decision,
+                        effect=Effect.DENY,
+                        reason="the approval was denied or timed out",
+                    )
+                )
+        elif decision.effect is not Effect.ALLOW:
             await self._audit(workspace_id, server, actor, details, Outcome.DENIED)
             raise ExecRefused(decision)
         if on_start is not None:

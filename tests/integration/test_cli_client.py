@@ -365,6 +365,38 @@ def test_servers_exec_and_policy_denial(stack: Stack, admin: str, tmp_path: Path
     one_error(corral(tmp_path, "approvals", "approve", "nope", **env), 4, "not found")
 
 
+def test_exec_waits_for_an_approval(stack: Stack, admin: str, tmp_path: Path) -> None:
+    """``corral exec`` of a command that needs an approval says for whom it waits, then
+    runs it once an approver approves (through the CLI); ``--no-wait`` is exit 6 at once."""
+    env = {"CORRAL_URL": stack.url, "CORRAL_TOKEN": admin}
+    no_wait = corral(
+        tmp_path, "exec", "--no-wait", SERVER, "-u", SHELL_USER, "--", "crontab -r", **env
+    )
+    one_error(no_wait, 6, "approval", "corral approvals")
+
+    async def sre_lead() -> str:
+        services = stack.runtime.services
+        token = await stack.token("lead@example.com")
+        lead = await services.users.find_by_email(stack.workspace_id, "lead@example.com")
+        group = await services.groups.create(stack.workspace_id, "sre-leads")
+        await services.groups.add_member(stack.workspace_id, group.id, lead.id, actor=SYSTEM)
+        return token
+
+    lead = {"CORRAL_URL": stack.url, "CORRAL_TOKEN": stack.run(sre_lead())}
+    child = spawn(
+        tmp_path,
+        f"corral exec {SERVER} -u {SHELL_USER} -- 'crontab -r; echo removed'; echo rc=$?",
+        **env,
+    )
+    child.expect("waiting for approval by group:sre-leads")
+    listed = json.loads(corral(tmp_path, "approvals", "--json", **lead).out)
+    (pending,) = [a for a in listed["approvals"] if a["status"] == "pending"]
+    approved = corral(tmp_path, "approvals", "approve", pending["id"], **lead)
+    assert approved.code == 0, approved
+    child.expect("removed")
+    child.expect("rc=0")
+
+
 def test_exec_streams_output_while_the_command_runs(
     stack: Stack, admin: str, tmp_path: Path
 ) -> None:

@@ -282,6 +282,67 @@ async def test_exec_is_decided_exactly_before_it_runs(env: Env, agent: str, tmp_
     assert first["command"] == "echo out; echo err >&2; exit 3" and first["exit_status"] == 3
 
 
+async def _pending_approval(env: Env, token: str, command: str) -> str:
+    for _ in range(100):
+        listing = (await env.get("/api/v1/approvals", token)).json()["approvals"]
+        waiting = [a for a in listing if a["command"] == command and a["status"] == "pending"]
+        if waiting:
+            return str(waiting[0]["id"])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no pending approval for {command!r}")
+
+
+async def test_streaming_exec_waits_for_an_approval(env: Env, agent: str) -> None:
+    """With wait_for_approval the command is held like a terminal line: the stream says
+    for whom it waits, then runs once approved, or ends with approval-denied."""
+    _, dev = await env.token("dev@acme.test", "developers")
+    _, lead = await env.token("lead@acme.test", "sre-leads")
+    command = "crontab -r"
+    body = {"command": command, "unix_user": "corral-e2e", "timeout": 20}
+    url = f"/api/v1/servers/{SERVER}/exec/stream"
+    headers = {"Authorization": f"Bearer {dev}"}
+
+    problem(await env.post(url, dev, body), 409, "approval-required")  # not asked to wait
+
+    for verdict in ("approve", "deny"):
+        async with env.http.stream(
+            "POST", url, json=body | {"wait_for_approval": True}, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            held = json.loads(await anext(lines))["approval"]
+            assert held == {
+                "status": "pending",
+                "rule_id": "approve.crontab-remove",
+                "reason": "removing a crontab needs an approval",
+                "approvers": ["group:sre-leads"],
+            }
+            approval = await _pending_approval(env, lead, command)
+            decided = await env.post(f"/api/v1/approvals/{approval}/{verdict}", lead, {})
+            assert decided.status_code == 200, decided.text
+            rest = [json.loads(line) async for line in lines]
+        if verdict == "approve":
+            assert "crontab" in "".join(r.get("stderr", "") for r in rest)  # it ran
+            assert rest[-1]["rule_id"] == "approve.crontab-remove"
+            assert isinstance(rest[-1]["exit_status"], int)
+        else:
+            assert rest == [
+                {
+                    "error": {
+                        "code": "approval-denied",
+                        "detail": "the approval was denied or timed out",
+                    }
+                }
+            ]
+    held_runs = [d for _, d in await env.audit("exec.command") if "approval" in d]
+    assert [(d["command"], d["approval"]) for d in held_runs] == [
+        (command, "approved"),
+        (command, "denied or timed out"),
+    ]
+    outcomes = [o for o, d in await env.audit("exec.command") if "approval" in d]
+    assert outcomes == ["success", "denied"]
+
+
 async def test_a_reload_ends_the_sessions_it_no_longer_allows(env: Env, agent: str) -> None:
     _, dev = await env.token("dev@acme.test", "developers")
     opened = await env.post("/api/v1/sessions", dev, {"server": SERVER, "unix_user": "corral-e2e"})
