@@ -232,11 +232,20 @@ class WebSocketClient:
         return messages
 
     def send(self, payload: Payload) -> None:
-        """Queue one message; it is written when the socket is writable."""
+        """Send one message: written at once if nothing is queued, else queued behind.
+
+        Whatever the kernel does not take now stays queued (``wants_write``) for
+        ``on_writable``. Raises ``TransportError`` if the WebSocket is not open or the
+        write failed (the connection is then dropped).
+        """
         if self.phase is not Phase.OPEN or self._ws is None:
             raise TransportError("the WebSocket is not open")
         self._ws.send(payload)
-        self._out += self._ws.data_to_send()
+        data = self._ws.data_to_send()
+        if self._out:
+            self._out += data
+        else:
+            self._write(data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (queued after pending data), or abort if not open."""
@@ -322,6 +331,18 @@ class WebSocketClient:
         self._out += self._ws.data_to_send()
         self.phase = Phase.UPGRADE
         self._flush()
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` now; queue what the kernel did not take."""
+        assert self._sock is not None
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except (OSError, ssl.SSLError) as exc:
+            raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
+        if sent < len(data):
+            self._out += memoryview(data)[sent:]
 
     def _flush(self) -> None:
         assert self._sock is not None
