@@ -81,8 +81,13 @@ _SHUTDOWN_FLUSH = 2.0
 #: A pty hands out at most about 4 KiB per read; while a command streams output, keep
 #: reading (until the pty is empty or this much is gathered) and send one ``output``, so
 #: every stage after it (websh, TLS, the broker's relay and recording) handles 16x fewer
-#: messages. An echoed keystroke still leaves at once: the second read finds nothing.
+#: messages. An echoed keystroke still leaves at once.
 _READ_COALESCE = 64 * 1024
+#: A first read shorter than this is interactive output (an echo, a prompt): send it now
+#: rather than read again only to learn the pty is empty (on Linux that read waits for
+#: the tty's flush work). The selector is level-triggered, so bytes that arrive meanwhile
+#: are reported at once. A stream's first read is full, and its reads go on as above.
+_SHORT_READ = 1024
 
 
 class Agent:
@@ -681,6 +686,8 @@ class Agent:
                     break
                 chunks.append(data)
                 size += len(data)
+                if size < _SHORT_READ:
+                    break
         except TerminalError as exc:
             log.warning("channel %s: %s", channel_id, exc)
         if chunks and channel is not None:
