@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 from agent_ws_peer import CHANNEL, Closed, Peer, PeerConn, running_peer
 
 from agent.backoff import Backoff
@@ -347,3 +350,43 @@ def test_closed_without_welcome_is_reported(
     with pytest.raises(Closed):
         control.recv(timeout=2)
     assert isinstance(peer.accept(timeout=5).recv(), Hello)
+
+
+def test_terminal_over_tls_streams_every_byte_and_echoes(
+    agent_factory: Start, me_bash: UnixUser, tmp_path: Path
+) -> None:
+    """TLS runs over memory BIOs: records split across reads, many records in one read,
+    64 KiB messages written in one go (or queued when the socket is full), and the
+    keystroke path still answers one key at a time."""
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with running_peer(server_context) as tls_peer:
+        config = AgentConfig(
+            broker_url=f"https://127.0.0.1:{tls_peer.port}", agent_id="ag_tls", secret=SECRET,
+            ca_file=str(ca_file), pty_grace_seconds=30,
+        )  # fmt: skip
+        agent = Agent(
+            config,
+            resolve=lambda name, policy: me_bash,
+            open_terminal=lambda u, c, r, m: Terminal.open(u, cols=c, rows=r, lang=""),
+            sysinfo=lambda: {"hostname": "test-host"},
+        )
+        running = Running(agent)
+        try:
+            control, _ = handshake(tls_peer)
+            channel = open_channel(tls_peer, control, terminal_request())
+            for key in b"abc":
+                channel.send(Input(data=bytes([key])))
+                read_output(channel, bytes([key]))
+            command = b"\x15head -c 3000000 /dev/zero | tr '\\0' '\\101'; echo DO''NE\n"
+            channel.send(Input(data=command))  # 3,000,000 x "A" (the command has none)
+            out = read_output(channel, b"DONE\r\n", timeout=60)
+            assert out.count(b"A") == 3_000_000
+            channel.send(Input(data=b"exit 7\n"))
+            exit_message = until(channel, Exit)
+            assert isinstance(exit_message, Exit) and exit_message.status == 7
+        finally:
+            assert running.stop() == 0
