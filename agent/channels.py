@@ -162,7 +162,8 @@ class Channel:
     def shape(self) -> tuple[object, ...]:
         """What the agent's interest set depends on for this channel: while a callback
         leaves it unchanged, the registrations stand (see ``agent.loop``)."""
-        return (self.ws.phase, self.ws.wants_write, self.phase, self.done)
+        ws = self.ws
+        return (ws.phase, ws.wants_write, ws.buffered_amount > HIGH_WATER, self.phase, self.done)
 
     def tick(self) -> None:
         """Called on every loop iteration: timeouts, process state."""

@@ -13,6 +13,7 @@ import trustme
 from agent_ws_peer import CHANNEL, Closed, Peer, PeerConn, running_peer
 
 from agent.backoff import Backoff
+from agent.channels import HIGH_WATER
 from agent.config import AgentConfig
 from agent.control import Agent
 from agent.terminal import Terminal
@@ -390,3 +391,38 @@ def test_terminal_over_tls_streams_every_byte_and_echoes(
             assert isinstance(exit_message, Exit) and exit_message.status == 7
         finally:
             assert running.stop() == 0
+
+
+def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: UnixUser) -> None:
+    """A broker that stops reading fills the kernel's buffers, then the agent's queue;
+    past HIGH_WATER the agent stops reading the pty (it does not queue without bound),
+    and once the broker reads again every byte arrives."""
+    running = agent_factory(me_bash)
+    control, _ = handshake(peer)
+    channel = open_channel(peer, control, terminal_request())
+    until(channel, Output)  # the prompt
+
+    async def pause() -> None:
+        channel.ws.transport.pause_reading()
+
+    async def resume() -> None:
+        channel.ws.transport.resume_reading()
+
+    peer.call(pause())
+    channel.send(Input(data=b"head -c 16000000 /dev/zero | tr '\\0' '\\101'; echo DO''NE\n"))
+    (agent_channel,) = running.agent._channels
+    deadline = time.monotonic() + 30
+    peak = 0
+    while time.monotonic() < deadline and peak <= HIGH_WATER:
+        peak = max(peak, agent_channel.backlog)
+        time.sleep(0.01)
+    assert peak > HIGH_WATER  # the queue did fill
+    time.sleep(0.5)
+    # at most one more coalesced read (64 KiB and its framing) past the mark
+    assert agent_channel.backlog <= HIGH_WATER + 80 * 1024
+    peer.call(resume())
+    out = read_output(channel, b"DONE\r\n", timeout=60)
+    assert out.count(b"A") == 16_000_000
+    channel.send(Input(data=b"exit\n"))
+    until(channel, Exit)
+    assert running.stop() == 0
