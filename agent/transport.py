@@ -46,9 +46,10 @@ if TYPE_CHECKING:
 
     Payload = Union[str, bytes]
 
-#: One ``recv`` takes up to this much; a shorter read means the socket is drained (the
-#: selector is level-triggered, so anything arriving later is reported again).
-_READ_SIZE = 256 * 1024
+#: One ``recv`` takes up to this much (the broker sends keystrokes and small control
+#: messages); a shorter read means the socket is drained (the selector is
+#: level-triggered, so anything arriving later is reported again).
+_READ_SIZE = 65536
 #: Larger than any TLS record's plaintext, so one ``SSLObject.read`` returns a whole record.
 _RECORD_READ = 65536
 _ABNORMAL = 1006
