@@ -79,13 +79,28 @@ def accept_key(key: str) -> str:
     return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
-def _mask(data: bytes, key: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte ``key`` repeated (one big-integer XOR, not a loop)."""
+_IDENTITY = int.from_bytes(bytes(range(256)), "big")
+_ONES = int.from_bytes(b"\x01" * 256, "big")
+#: From this size on, four ``bytes.translate`` passes (one per key byte, over every
+#: fourth byte) beat the big-integer XOR, whose conversions grow faster than the data:
+#: about half the time for a 64 KiB output.
+_TRANSLATE_FROM = 16384
+
+
+def _mask(data: bytes, key: bytes) -> bytes | bytearray:
+    """XOR ``data`` with the 4-byte ``key`` repeated, without a Python loop per byte."""
     if not data:
         return b""
     size = len(data)
-    repeated = key * (size // 4) + key[: size % 4]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
+    if size < _TRANSLATE_FROM:
+        repeated = key * (size // 4) + key[: size % 4]
+        number = int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")
+        return number.to_bytes(size, "big")
+    out = bytearray(data)
+    for lane in range(4):
+        table = (_IDENTITY ^ (key[lane] * _ONES)).to_bytes(256, "big")  # b -> b ^ key[lane]
+        out[lane::4] = data[lane::4].translate(table)
+    return out
 
 
 def encode_frame(
