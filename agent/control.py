@@ -244,8 +244,10 @@ class Agent:
         """Everything to watch now; callbacks that may change it set ``_dirty``.
 
         The hot paths (a terminal channel's socket, a pty) compare the channel's
-        ``shape()`` before and after instead, so a keystroke or an echo that changes
-        nothing leaves the registrations as they are.
+        ``shape()`` after the callback with its shape now instead, so a keystroke or an
+        echo that changes nothing leaves the registrations as they are. (Until one of
+        them sees a change, nothing else can have changed it: every other callback
+        sets ``_dirty``, and the timers run only on a pass that re-declares.)
         """
         interests = [Interest(self._wake_r.fileno(), self._drain_wakeup)]
         ws = self._ws
@@ -262,7 +264,11 @@ class Agent:
             for interest in channel.interests():
                 on_read = interest.on_read
                 if on_read is not None:
-                    on_read = self._watched(channel, on_read) if hot else self._dirtying(on_read)
+                    on_read = (
+                        self._watched(channel, channel.shape(), on_read)
+                        if hot
+                        else self._dirtying(on_read)
+                    )
                 on_write = interest.on_write
                 if on_write is not None:
                     on_write = self._dirtying(on_write)
@@ -295,11 +301,12 @@ class Agent:
 
         return run
 
-    def _watched(self, channel: Channel, callback: Callable[[], None]) -> Callable[[], None]:
+    def _watched(
+        self, channel: Channel, shape: tuple[object, ...], callback: Callable[[], None]
+    ) -> Callable[[], None]:
         def run() -> None:
-            before = channel.shape()
             callback()
-            if channel.shape() != before:
+            if channel.shape() != shape:
                 self._dirty = True
 
         return run
@@ -308,6 +315,7 @@ class Agent:
         self, channel_id: str, terminal: Terminal, channel: TerminalChannel | None
     ) -> Callable[[], None]:
         """The pty's read callback: its output to ``channel`` while that one stays live."""
+        shape = channel.shape() if channel is not None else None
 
         def run() -> None:
             live = channel
@@ -315,9 +323,8 @@ class Agent:
                 self._dirty = True
                 self._read_terminal(channel_id)
                 return
-            before = live.shape()
             self._pump(channel_id, terminal, live)
-            if live.shape() != before:
+            if live.shape() != shape:
                 self._dirty = True
 
         return run
