@@ -159,6 +159,12 @@ class Channel:
     def deadline(self) -> float | None:
         return self.ws.deadline()
 
+    def shape(self) -> tuple[object, ...]:
+        """What the agent's interest set depends on for this channel: while a callback
+        leaves it unchanged, the registrations stand (see ``agent.loop``)."""
+        ws = self.ws
+        return (ws.phase, ws.wants_write, ws.buffered_amount > HIGH_WATER, self.phase, self.done)
+
     def tick(self) -> None:
         """Called on every loop iteration: timeouts, process state."""
         try:
@@ -242,7 +248,11 @@ class Channel:
         for payload in self.conn.data_to_send():
             if not self.ws.open:
                 break
-            self.ws.send(payload)
+            try:
+                self.ws.send(payload)
+            except TransportError as exc:
+                self._lost(str(exc))
+                break
 
     def refuse(self, code: str, message: str, close: CloseCode) -> None:
         """Tell the broker why this channel cannot run, then close it."""
@@ -381,6 +391,12 @@ class TerminalChannel(Channel):
             "channel %s: replayed %d bytes from offset %d",
             self.channel_id, len(replay.data), replay.offset,
         )  # fmt: skip
+
+    def shape(self) -> tuple[object, ...]:
+        terminal = self.terminal
+        if terminal is None:
+            return (*super().shape(), self.live)
+        return (*super().shape(), self.live, terminal.closed, terminal.eof, terminal.wants_write)
 
     def output(self, data: bytes) -> None:
         """Pty bytes read by the loop."""

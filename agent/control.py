@@ -74,12 +74,20 @@ __all__ = ["CONTROL_PATH", "Agent"]
 
 CONTROL_PATH = "/agent/v1/control"
 _MAX_WAIT = 1.0  # wake at least this often to reap children and check timers
+#: While a terminal's pty reached end of output but its shell is not reaped yet, look
+#: again this often (SIGCHLD normally comes first; without signal handlers it is the way).
+_EXIT_POLL = 0.05
 _SHUTDOWN_FLUSH = 2.0
 #: A pty hands out at most about 4 KiB per read; while a command streams output, keep
 #: reading (until the pty is empty or this much is gathered) and send one ``output``, so
 #: every stage after it (websh, TLS, the broker's relay and recording) handles 16x fewer
-#: messages. An echoed keystroke still leaves at once: the second read finds nothing.
+#: messages. An echoed keystroke still leaves at once.
 _READ_COALESCE = 64 * 1024
+#: A first read shorter than this is interactive output (an echo, a prompt): send it now
+#: rather than read again only to learn the pty is empty (on Linux that read waits for
+#: the tty's flush work). The selector is level-triggered, so bytes that arrive meanwhile
+#: are reported at once. A stream's first read is full, and its reads go on as above.
+_SHORT_READ = 1024
 
 
 class Agent:
@@ -139,6 +147,12 @@ class Agent:
         self._wake_w.setblocking(False)
         self._stop_signal: int | None = None
         self._stopping = False
+        # loop state: re-declare interests and run the checks only when something changed
+        # (``_dirty``) or a timer is due; a keystroke and its echo need neither
+        self._dirty = True
+        self._due = 0.0
+        self._signals = False  # SIGCHLD handler installed: reap children when it fires
+        self._child_event = False
         # control connection state
         self._ws: WebSocketClient | None = None
         self._conn: Connection | None = None
@@ -177,20 +191,32 @@ class Agent:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, self._on_signal)
-            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore_signal)
+            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._on_child)
             old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            self._signals = True
         log.info(
             "corral-agent %s starting: agent %s, broker %s",
             __version__, self.config.agent_id, self.config.broker_url,
         )  # fmt: skip
         try:
             while not self._stopping:
-                self._tick()
+                now = self._clock()
+                if not self._dirty and now < self._due:
+                    self._loop.poll(None, self._due - now)
+                    continue
+                self._dirty = False
+                children = self._child_event or not self._signals or now >= self._due
+                self._child_event = False
+                self._tick(children=children)
                 if self._stopping:
                     break
-                self._loop.poll(self._interests(), self._timeout())
+                interests = self._interests()
+                timeout = self._timeout()
+                self._due = self._clock() + timeout
+                self._loop.poll(interests, timeout)
             self._shutdown()
         finally:
+            self._signals = False
             if install_signals:
                 signal.set_wakeup_fd(old_wakeup)
                 for signum, handler in previous.items():
@@ -208,9 +234,21 @@ class Agent:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop(signum)
 
+    def _on_child(self, signum: int, frame: FrameType | None) -> None:
+        """SIGCHLD: reap on the next pass (the wakeup fd makes that pass come at once)."""
+        self._child_event = True
+
     # ------------------------------------------------------------------ loop plumbing
 
     def _interests(self) -> list[Interest]:
+        """Everything to watch now; callbacks that may change it set ``_dirty``.
+
+        The hot paths (a terminal channel's socket, a pty) compare the channel's
+        ``shape()`` after the callback with its shape now instead, so a keystroke or an
+        echo that changes nothing leaves the registrations as they are. (Until one of
+        them sees a change, nothing else can have changed it: every other callback
+        sets ``_dirty``, and the timers run only on a pass that re-declares.)
+        """
         interests = [Interest(self._wake_r.fileno(), self._drain_wakeup)]
         ws = self._ws
         if ws is not None and not ws.closed:
@@ -222,7 +260,19 @@ class Agent:
                 )
             )
         for channel in self._channels:
-            interests.extend(channel.interests())
+            hot = isinstance(channel, TerminalChannel)
+            for interest in channel.interests():
+                on_read = interest.on_read
+                if on_read is not None:
+                    on_read = (
+                        self._watched(channel, channel.shape(), on_read)
+                        if hot
+                        else self._dirtying(on_read)
+                    )
+                on_write = interest.on_write
+                if on_write is not None:
+                    on_write = self._dirtying(on_write)
+                interests.append(Interest(interest.fd, on_read, on_write))
         for channel_id in self.terminals:
             terminal = self.terminals.get(channel_id)
             if terminal is None or terminal.closed:
@@ -237,12 +287,50 @@ class Agent:
                 self._paused.discard(channel_id)
             on_read = None
             if not terminal.eof and channel_id not in self._paused:
-                on_read = _bind(self._read_terminal, channel_id)
-            on_write = _bind(self._flush_terminal, channel_id) if terminal.wants_write else None
+                on_read = self._pumping(channel_id, terminal, live)
+            on_write = None
+            if terminal.wants_write:
+                on_write = self._dirtying(_bind(self._flush_terminal, channel_id))
             interests.append(Interest(terminal.fileno(), on_read, on_write))
         return interests
 
+    def _dirtying(self, callback: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            self._dirty = True
+            callback()
+
+        return run
+
+    def _watched(
+        self, channel: Channel, shape: tuple[object, ...], callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        def run() -> None:
+            callback()
+            if channel.shape() != shape:
+                self._dirty = True
+
+        return run
+
+    def _pumping(
+        self, channel_id: str, terminal: Terminal, channel: TerminalChannel | None
+    ) -> Callable[[], None]:
+        """The pty's read callback: its output to ``channel`` while that one stays live."""
+        shape = channel.shape() if channel is not None else None
+
+        def run() -> None:
+            live = channel
+            if live is None or not live.live or live.done:
+                self._dirty = True
+                self._read_terminal(channel_id)
+                return
+            self._pump(channel_id, terminal, live)
+            if live.shape() != shape:
+                self._dirty = True
+
+        return run
+
     def _timeout(self) -> float:
+        """Seconds until the next timer is due (at most ``_MAX_WAIT``)."""
         now = self._clock()
         deadlines: list[float] = []
         if self._ws is None:
@@ -264,19 +352,27 @@ class Agent:
         wait = self.terminals.next_deadline()
         if wait is not None:
             deadlines.append(now + wait)
+        if not self._signals:
+            for channel_id in self.terminals:
+                terminal = self.terminals.get(channel_id)
+                if terminal is not None and terminal.eof and terminal.status is None:
+                    deadlines.append(now + _EXIT_POLL)
+                    break
         timeout = min(deadlines) - now if deadlines else _MAX_WAIT
         return min(max(timeout, 0.0), _MAX_WAIT)
 
     def _drain_wakeup(self) -> None:
+        self._dirty = True  # a signal or stop(): look at everything
         with contextlib.suppress(OSError):
             while self._wake_r.recv(4096):
                 pass
 
-    def _tick(self) -> None:
+    def _tick(self, *, children: bool = True) -> None:
+        """Timers and state checks; ``children``: also look for shells that ended."""
         self._tick_control()
         for channel in list(self._channels):
             channel.tick()
-        self._tick_terminals()
+        self._tick_terminals(children)
         self._collect_channels()
 
     # ------------------------------------------------------------------ control link
@@ -344,6 +440,7 @@ class Agent:
                 log.info("inventory changed; sent sysinfo")
 
     def _on_control_writable(self) -> None:
+        self._dirty = True
         ws = self._ws
         if ws is None:
             return
@@ -355,6 +452,7 @@ class Agent:
         self._after_control_io()
 
     def _on_control_readable(self) -> None:
+        self._dirty = True
         ws = self._ws
         if ws is None:
             return
@@ -463,7 +561,11 @@ class Agent:
         for payload in conn.data_to_send():
             if not ws.open:
                 break
-            ws.send(payload)
+            try:
+                ws.send(payload)
+            except TransportError as exc:
+                self._control_lost(str(exc))
+                break
 
     def _control_lost(self, reason: str) -> None:
         if self._ws is not None:
@@ -576,6 +678,12 @@ class Agent:
         terminal = self.terminals.get(channel_id)
         if terminal is None or terminal.closed:
             return
+        self._pump(channel_id, terminal, self._live_terminal_channel(channel_id))
+
+    def _pump(self, channel_id: str, terminal: Terminal, channel: TerminalChannel | None) -> None:
+        """Read what the pty has (up to ``_READ_COALESCE``) and send it as one output."""
+        if terminal.closed:
+            return
         chunks: list[bytes] = []
         size = 0
         try:
@@ -585,12 +693,12 @@ class Agent:
                     break
                 chunks.append(data)
                 size += len(data)
+                if size < _SHORT_READ:
+                    break
         except TerminalError as exc:
             log.warning("channel %s: %s", channel_id, exc)
-        if chunks:
-            channel = self._live_terminal_channel(channel_id)
-            if channel is not None:
-                channel.output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if chunks and channel is not None:
+            channel.output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _flush_terminal(self, channel_id: str) -> None:
         terminal = self.terminals.get(channel_id)
@@ -598,8 +706,9 @@ class Agent:
             with contextlib.suppress(TerminalError):
                 terminal.flush()
 
-    def _tick_terminals(self) -> None:
-        for channel_id, status in self.terminals.exited():
+    def _tick_terminals(self, children: bool = True) -> None:
+        exited = self.terminals.exited() if children else []
+        for channel_id, status in exited:
             terminal = self.terminals.get(channel_id)
             while terminal is not None and not terminal.closed and not terminal.eof:
                 before = terminal.output_offset
@@ -686,7 +795,3 @@ def _quiet(method: Callable[[], None]) -> Callable[[], None]:
             method()
 
     return call
-
-
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGCHLD: nothing to do here; the wakeup fd makes the loop reap promptly."""

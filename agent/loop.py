@@ -1,10 +1,12 @@
 """The agent's one event loop: a ``selectors`` selector whose interest set is re-declared.
 
-Every iteration the agent lists what it wants to hear about (file descriptor, read or
-write, callback) and this class brings the selector in line with that list, so a
-connection that opens, pauses for flow control or closes never leaves a stale
-registration behind. The sets are small (a control socket, a few channels, ptys), so
-the O(n) reconciliation costs nothing next to a system call, and needs no threads.
+Whenever its state may have changed the agent lists what it wants to hear about (file
+descriptor, read or write, callback) and this class brings the selector in line with
+that list, so a connection that opens, pauses for flow control or closes never leaves a
+stale registration behind. The sets are small (a control socket, a few channels, ptys),
+so the O(n) reconciliation needs no threads. When nothing changed (a keystroke in, its
+echo out) the agent passes ``None`` and the registrations stand: building and comparing
+the list each time cost more than the keystroke itself.
 
 This module must never block longer than the timeout it is given and never swallow an
 exception raised by a callback.
@@ -18,6 +20,8 @@ import time
 from collections import namedtuple
 
 __all__ = ["Interest", "Loop"]
+
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing.NamedTuple for mypy; collections.namedtuple (no typing) at run time
@@ -44,8 +48,26 @@ class Loop:
         self._selector = selector or selectors.DefaultSelector()
         self._registered: dict[int, int] = {}
 
-    def poll(self, interests: list[Interest], timeout: float | None) -> None:
-        """Wait up to ``timeout`` seconds and run the callbacks of ready descriptors."""
+    def poll(self, interests: list[Interest] | None, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds and run the callbacks of ready descriptors.
+
+        ``interests`` replaces the registered set; ``None`` keeps the last one.
+        """
+        if interests is not None:
+            self._declare(interests)
+        if not self._registered:
+            # Nothing to watch: still honour the timeout instead of spinning.
+            if timeout:
+                time.sleep(timeout)
+            return
+        for key, mask in self._selector.select(timeout):
+            interest = key.data
+            if mask & _WRITE and interest.on_write is not None:
+                interest.on_write()
+            if mask & _READ and interest.on_read is not None:
+                interest.on_read()
+
+    def _declare(self, interests: list[Interest]) -> None:
         wanted: dict[int, Interest] = {}
         for interest in interests:
             if interest.on_read is None and interest.on_write is None:
@@ -78,18 +100,6 @@ class Loop:
                 except (OSError, ValueError, KeyError):
                     continue
             self._registered[fd] = events
-        if not self._registered:
-            # Nothing to watch: still honour the timeout instead of spinning.
-            if timeout:
-                time.sleep(timeout)
-            return
-        for key, mask in self._selector.select(timeout):
-            interest = key.data
-            assert isinstance(interest, Interest)
-            if mask & selectors.EVENT_WRITE and interest.on_write is not None:
-                interest.on_write()
-            if mask & selectors.EVENT_READ and interest.on_read is not None:
-                interest.on_read()
 
     def forget(self, fd: int) -> None:
         """Unregister ``fd`` now (call before closing a descriptor that may be reused)."""

@@ -7,6 +7,12 @@ this module only moves bytes: TCP connect, TLS 1.3 handshake (optionally pinned 
 hostname always checked), upgrade, fragment reassembly with a size cap, answering
 WebSocket pings, and the closing handshake.
 
+TLS runs over memory BIOs (``SSLContext.wrap_bio``), as asyncio's does: the socket is
+read and written here, in one system call each way, instead of by OpenSSL (which reads a
+record's header and body separately and writes each 16 KiB record on its own). A message
+is written at once when nothing is queued; only what the kernel does not take waits for
+``on_writable``.
+
 Use: ``connect()``, register ``fileno()`` for EVENT_READ (plus EVENT_WRITE while
 ``wants_write``), call ``on_readable()`` / ``on_writable()`` when the selector says so,
 ``check_timeouts()`` when it wakes up, and take complete messages from ``messages()``.
@@ -40,7 +46,12 @@ if TYPE_CHECKING:
 
     Payload = Union[str, bytes]
 
+#: One ``recv`` takes up to this much (the broker sends keystrokes and small control
+#: messages); a shorter read means the socket is drained (the selector is
+#: level-triggered, so anything arriving later is reported again).
 _READ_SIZE = 65536
+#: Larger than any TLS record's plaintext, so one ``SSLObject.read`` returns a whole record.
+_RECORD_READ = 65536
 _ABNORMAL = 1006
 
 
@@ -113,9 +124,12 @@ class WebSocketClient:
         self._close_timeout = close_timeout
         self._clock = clock
         self._sock: socket.socket | None = None
+        self._tls_object: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
         self._ws: ClientConnection | None = None
+        #: Bytes for the wire (TLS records when TLS) that the kernel has not taken yet.
         self._out = bytearray()
-        self._tls_wants_write = False
         self._messages: list[Payload] = []
         self._deadline: float | None = None
         self.phase = Phase.NEW
@@ -148,8 +162,6 @@ class WebSocketClient:
     def wants_write(self) -> bool:
         if self.phase is Phase.CONNECTING:
             return True
-        if self.phase is Phase.TLS:
-            return self._tls_wants_write
         return bool(self._out) and self.phase is not Phase.CLOSED
 
     @property
@@ -192,8 +204,6 @@ class WebSocketClient:
     def on_writable(self) -> None:
         if self.phase is Phase.CONNECTING:
             self._finish_tcp_connect()
-        elif self.phase is Phase.TLS:
-            self._tls_handshake()
         elif self.phase is not Phase.CLOSED:
             self._flush()
             self._maybe_finish_close()
@@ -201,8 +211,6 @@ class WebSocketClient:
     def on_readable(self) -> None:
         if self.phase is Phase.CONNECTING:
             self._finish_tcp_connect()
-        elif self.phase is Phase.TLS:
-            self._tls_handshake()
         elif self.phase is not Phase.CLOSED:
             self._read()
             self._maybe_finish_close()
@@ -232,11 +240,16 @@ class WebSocketClient:
         return messages
 
     def send(self, payload: Payload) -> None:
-        """Queue one message; it is written when the socket is writable."""
+        """Send one message: written at once if nothing is queued, else queued behind.
+
+        Whatever the kernel does not take now stays queued (``wants_write``) for
+        ``on_writable``. Raises ``TransportError`` if the WebSocket is not open or the
+        write failed (the connection is then dropped).
+        """
         if self.phase is not Phase.OPEN or self._ws is None:
             raise TransportError("the WebSocket is not open")
         self._ws.send(payload)
-        self._out += self._ws.data_to_send()
+        self._send_wire(self._ws.data_to_send())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (queued after pending data), or abort if not open."""
@@ -247,7 +260,10 @@ class WebSocketClient:
             except TransportError:  # not a code one may send: drop the connection instead
                 self.abort()
                 return
-            self._out += self._ws.data_to_send()
+            try:
+                self._send_wire(self._ws.data_to_send())
+            except TransportError:
+                return  # the write failed and dropped the connection
             self.phase = Phase.CLOSING
             self._deadline = self._clock() + self._close_timeout
         elif self.phase is not Phase.CLOSING:
@@ -283,8 +299,8 @@ class WebSocketClient:
         if self._tls:
             assert self._ssl_context is not None
             try:
-                self._sock = self._ssl_context.wrap_socket(
-                    self._sock, server_hostname=self._host, do_handshake_on_connect=False
+                self._tls_object = self._ssl_context.wrap_bio(
+                    self._incoming, self._outgoing, server_hostname=self._host
                 )
             except (OSError, ssl.SSLError) as exc:
                 raise self._fail(f"TLS setup for {self._netloc} failed: {exc}", exc) from exc
@@ -294,14 +310,12 @@ class WebSocketClient:
             self._start_upgrade()
 
     def _tls_handshake(self) -> None:
-        assert isinstance(self._sock, ssl.SSLSocket)
+        tls = self._tls_object
+        assert tls is not None
         try:
-            self._sock.do_handshake()
+            tls.do_handshake()
         except ssl.SSLWantReadError:
-            self._tls_wants_write = False
-            return
-        except ssl.SSLWantWriteError:
-            self._tls_wants_write = True
+            self._send_records()
             return
         except ssl.SSLCertVerificationError as exc:
             detail = exc.verify_message or exc.reason or "certificate not trusted"
@@ -309,7 +323,7 @@ class WebSocketClient:
         except (ssl.SSLError, OSError) as exc:
             detail = str(getattr(exc, "reason", None) or exc)
             raise self._fail(f"TLS handshake with {self._netloc} failed: {detail}", exc) from exc
-        self._tls_wants_write = False
+        self._send_records()
         self._start_upgrade()
 
     def _start_upgrade(self) -> None:
@@ -319,41 +333,127 @@ class WebSocketClient:
             user_agent=f"corral-agent/{__version__}",
             max_message_size=self._max_message_size,
         )
-        self._out += self._ws.data_to_send()
         self.phase = Phase.UPGRADE
-        self._flush()
+        self._send_wire(self._ws.data_to_send())
+
+    # -- bytes out: WebSocket bytes -> TLS records -> the socket ---------------------------
+
+    def _send_wire(self, data: bytes) -> None:
+        """Encrypt (under TLS) and write ``data``, queueing what the kernel does not take."""
+        if not data:
+            return
+        tls = self._tls_object
+        if tls is not None:
+            try:
+                tls.write(data)
+            except ssl.SSLError as exc:
+                raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
+            self._send_records()
+        elif self._out:
+            self._out += data
+        else:
+            self._write(data)
+
+    def _send_records(self) -> None:
+        """Move the TLS records OpenSSL produced to the socket (or behind the queue)."""
+        if self._outgoing.pending:
+            records = self._outgoing.read()
+            if self._out:
+                self._out += records
+            else:
+                self._write(records)
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` now (nothing is queued); queue what the kernel did not take."""
+        assert self._sock is not None
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
+        if sent < len(data):
+            self._out += memoryview(data)[sent:]
 
     def _flush(self) -> None:
         assert self._sock is not None
         while self._out:
             try:
                 sent = self._sock.send(self._out)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+            except (BlockingIOError, InterruptedError):
                 return
-            except ssl.SSLWantReadError:
-                return
-            except (OSError, ssl.SSLError) as exc:
+            except OSError as exc:
                 raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
             del self._out[:sent]
 
+    # -- bytes in: the socket -> TLS records -> WebSocket bytes ----------------------------
+
     def _read(self) -> None:
-        assert self._sock is not None
+        sock = self._sock
+        assert sock is not None
         while self.phase is not Phase.CLOSED:
             try:
-                data = self._sock.recv(_READ_SIZE)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                data = sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
                 return
-            except ssl.SSLWantWriteError:
-                return
-            except (OSError, ssl.SSLError) as exc:
+            except OSError as exc:
                 raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
             self.last_received = self._clock()
-            self._feed(data)
+            if self._tls_object is not None and self.phase is Phase.TLS:
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                self._tls_handshake()  # raises if the stream ended
+                if self.phase is Phase.TLS:
+                    return
+                if self._incoming.pending:  # records right behind the handshake
+                    plain = self._decrypt(b"")
+                    if plain:
+                        self._feed(plain)
+                continue
             if not data:
+                self._feed(b"")
                 self.abort()
                 return
+            if self._tls_object is not None:
+                plain = self._decrypt(data)
+                if plain:
+                    self._feed(plain)
+            else:
+                self._feed(data)
+            if len(data) < _READ_SIZE:
+                return
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """Feed ``data`` to TLS; the plaintext of the records now complete (maybe b"")."""
+        tls = self._tls_object
+        assert tls is not None
+        if data:
+            self._incoming.write(data)
+        chunks: list[bytes] = []
+        incoming = self._incoming
+        while True:
+            try:
+                chunk = tls.read(_RECORD_READ)
+            except ssl.SSLWantReadError:
+                break  # the rest of a record is still on its way
+            except ssl.SSLZeroReturnError:
+                break  # close_notify: the WebSocket close (or the TCP EOF) follows
+            except ssl.SSLError as exc:
+                raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not incoming.pending and not tls.pending():
+                break
+        self._send_records()  # anything OpenSSL has to answer (a key update)
+        if not chunks:
+            return b""
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _feed(self, data: bytes) -> None:
+        """Hand received WebSocket bytes to the framing; ``b""`` is the end of the stream."""
         ws = self._ws
         assert ws is not None
         try:
@@ -363,14 +463,13 @@ class WebSocketClient:
             raise
         except FrameError as exc:
             # Best effort: let the broker see the close code before the socket goes.
-            self._out += ws.data_to_send()
             with contextlib.suppress(TransportError):
-                self._flush()
+                self._send_wire(ws.data_to_send())
             self.close_code, self.close_reason = exc.code, "protocol error"
             self.abort()
             message = f"WebSocket protocol error from {self._netloc}: {exc}"
             raise type(exc)(message, exc.code) from exc
-        self._out += ws.data_to_send()
+        self._send_wire(ws.data_to_send())  # pongs, the echo of a close
         if self.phase is Phase.UPGRADE and ws.state is not State.CONNECTING:
             self.phase = Phase.OPEN
             self._deadline = None

@@ -65,6 +65,10 @@ TOO_BIG = 1009
 _VALID_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 _VALID_CLOSE_CODES |= frozenset({1012, 1013, 1014})
 
+#: Mask keys are cut from this many random bytes at a time (RFC 6455 5.3: each is fresh
+#: and unpredictable; pooling only saves a system call per frame).
+_KEY_POOL = 256
+
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -75,13 +79,28 @@ def accept_key(key: str) -> str:
     return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
-def _mask(data: bytes, key: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte ``key`` repeated (one big-integer XOR, not a loop)."""
+_IDENTITY = int.from_bytes(bytes(range(256)), "big")
+_ONES = int.from_bytes(b"\x01" * 256, "big")
+#: From this size on, four ``bytes.translate`` passes (one per key byte, over every
+#: fourth byte) beat the big-integer XOR, whose conversions grow faster than the data:
+#: about half the time for a 64 KiB output.
+_TRANSLATE_FROM = 16384
+
+
+def _mask(data: bytes, key: bytes) -> bytes | bytearray:
+    """XOR ``data`` with the 4-byte ``key`` repeated, without a Python loop per byte."""
     if not data:
         return b""
     size = len(data)
-    repeated = key * (size // 4) + key[: size % 4]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
+    if size < _TRANSLATE_FROM:
+        repeated = key * (size // 4) + key[: size % 4]
+        number = int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")
+        return number.to_bytes(size, "big")
+    out = bytearray(data)
+    for lane in range(4):
+        table = (_IDENTITY ^ (key[lane] * _ONES)).to_bytes(256, "big")  # b -> b ^ key[lane]
+        out[lane::4] = data[lane::4].translate(table)
+    return out
 
 
 def encode_frame(
@@ -212,7 +231,8 @@ class ClientConnection:
         self.reject_status: int | None = None
         self._reject_length = 0
         self._buf = bytearray()
-        self._out = bytearray()
+        self._out: list[bytes] = []
+        self._keys = b""
         self._events: list[Event] = []
         self._fragments: list[bytes] = []
         self._fragment_opcode: int | None = None
@@ -230,7 +250,7 @@ class ClientConnection:
             lines.append(f"Origin: {origin}")
         if user_agent is not None:
             lines.append(f"User-Agent: {user_agent}")
-        self._out += ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        self._out.append(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
 
     def __repr__(self) -> str:
         return f"ClientConnection({self.host!r}, {self.target!r}, {self.state})"
@@ -239,9 +259,11 @@ class ClientConnection:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order; each call returns only new bytes."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def events(self) -> list[Event]:
         """Events received since the last call, in order."""
@@ -274,7 +296,15 @@ class ClientConnection:
         self.state = State.CLOSING
 
     def _send_frame(self, opcode: int, payload: bytes) -> None:
-        self._out += encode_frame(opcode, payload, mask_key=self._urandom(4))
+        self._out.append(encode_frame(opcode, payload, mask_key=self._mask_key()))
+
+    def _mask_key(self) -> bytes:
+        """A fresh 4-byte key from a pool of random bytes (one ``getrandom`` per 64 keys)."""
+        pool = self._keys
+        if len(pool) < 4:
+            pool = self._urandom(_KEY_POOL)
+        self._keys = pool[4:]
+        return pool[:4]
 
     def _send_close(self, code: int, reason: str) -> None:
         if self._close_sent:

@@ -426,6 +426,10 @@ def run(args: argparse.Namespace) -> None:
         # The broker process's own CPU while its path is measured: a cost per keystroke and
         # per MB that, unlike the latencies, hardly depends on what else the machine runs.
         broker_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
+        # The same for the agent of the "agent directly" path (no broker in it): what the
+        # agent costs per keystroke and per MB, whichever path it serves.
+        direct_agent = agents[1].pid
+        agent_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
         if args.keys > 0:
             echo: dict[str, list[float]] = {name: [] for name in terms}
             per_round = max(1, args.keys // args.rounds)
@@ -433,11 +437,15 @@ def run(args: argparse.Namespace) -> None:
             for _ in range(args.rounds):
                 for name, term in terms.items():
                     cpu_before = cpu_seconds(broker.pid)
+                    agent_before = cpu_seconds(direct_agent)
                     with measuring(terms, term):
                         echo[name] += echo_latencies(term, per_round, warm)
                     if name == "Corral via broker":
                         broker_cpu["echo"] += cpu_seconds(broker.pid) - cpu_before
                         broker_cpu["keys"] += per_round + warm
+                    if name == "Corral, agent directly":
+                        agent_cpu["echo"] += cpu_seconds(direct_agent) - agent_before
+                        agent_cpu["keys"] += per_round + warm
                 warm = 10
             echo_stats = {name: stats(values) for name, values in echo.items()}
             print_table(
@@ -460,6 +468,7 @@ def run(args: argparse.Namespace) -> None:
             for _ in range(args.reps):
                 for name in tp_paths:
                     cpu_before = cpu_seconds(broker.pid)
+                    agent_before = cpu_seconds(direct_agent)
                     with measuring(terms, terms[name]):
                         received, took = throughput(terms[name], str(data_file))
                     rates[name].append(received / took / 1e6)
@@ -467,6 +476,9 @@ def run(args: argparse.Namespace) -> None:
                     if name == "Corral via broker":
                         broker_cpu["output"] += cpu_seconds(broker.pid) - cpu_before
                         broker_cpu["bytes"] += received
+                    if name == "Corral, agent directly":
+                        agent_cpu["output"] += cpu_seconds(direct_agent) - agent_before
+                        agent_cpu["bytes"] += received
             print()
             print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
                   "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
@@ -494,6 +506,13 @@ def run(args: argparse.Namespace) -> None:
             if broker_cpu["bytes"]:
                 per_mb = broker_cpu["output"] / broker_cpu["bytes"] * 1e6 * 1e3
                 print(f"  per MB of terminal output relayed and recorded: {per_mb:.1f} ms")
+            print("agent process CPU (user + system) while the agent-direct path was measured:")
+            if agent_cpu["keys"]:
+                per_key = agent_cpu["echo"] / agent_cpu["keys"] * 1e6
+                print(f"  per keystroke echoed (key in, echo out): {per_key:.0f} us")
+            if agent_cpu["bytes"]:
+                per_mb = agent_cpu["output"] / agent_cpu["bytes"] * 1e6 * 1e3
+                print(f"  per MB of terminal output sent: {per_mb:.1f} ms")
 
         for term in terms.values():
             term.close()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 from agent_ws_peer import CHANNEL, Closed, Peer, PeerConn, running_peer
 
 from agent.backoff import Backoff
+from agent.channels import HIGH_WATER
 from agent.config import AgentConfig
 from agent.control import Agent
 from agent.terminal import Terminal
@@ -347,3 +351,78 @@ def test_closed_without_welcome_is_reported(
     with pytest.raises(Closed):
         control.recv(timeout=2)
     assert isinstance(peer.accept(timeout=5).recv(), Hello)
+
+
+def test_terminal_over_tls_streams_every_byte_and_echoes(
+    agent_factory: Start, me_bash: UnixUser, tmp_path: Path
+) -> None:
+    """TLS runs over memory BIOs: records split across reads, many records in one read,
+    64 KiB messages written in one go (or queued when the socket is full), and the
+    keystroke path still answers one key at a time."""
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with running_peer(server_context) as tls_peer:
+        config = AgentConfig(
+            broker_url=f"https://127.0.0.1:{tls_peer.port}", agent_id="ag_tls", secret=SECRET,
+            ca_file=str(ca_file), pty_grace_seconds=30,
+        )  # fmt: skip
+        agent = Agent(
+            config,
+            resolve=lambda name, policy: me_bash,
+            open_terminal=lambda u, c, r, m: Terminal.open(u, cols=c, rows=r, lang=""),
+            sysinfo=lambda: {"hostname": "test-host"},
+        )
+        running = Running(agent)
+        try:
+            control, _ = handshake(tls_peer)
+            channel = open_channel(tls_peer, control, terminal_request())
+            for key in b"abc":
+                channel.send(Input(data=bytes([key])))
+                read_output(channel, bytes([key]))
+            command = b"\x15head -c 3000000 /dev/zero | tr '\\0' '\\101'; echo DO''NE\n"
+            channel.send(Input(data=command))  # 3,000,000 x "A" (the command has none)
+            out = read_output(channel, b"DONE\r\n", timeout=60)
+            assert out.count(b"A") == 3_000_000
+            channel.send(Input(data=b"exit 7\n"))
+            exit_message = until(channel, Exit)
+            assert isinstance(exit_message, Exit) and exit_message.status == 7
+        finally:
+            assert running.stop() == 0
+
+
+def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: UnixUser) -> None:
+    """A broker that stops reading fills the kernel's buffers, then the agent's queue;
+    past HIGH_WATER the agent stops reading the pty (it does not queue without bound),
+    and once the broker reads again every byte arrives."""
+    running = agent_factory(me_bash)
+    control, _ = handshake(peer)
+    channel = open_channel(peer, control, terminal_request())
+    until(channel, Output)  # the prompt
+
+    async def pause() -> None:
+        channel.ws.transport.pause_reading()
+
+    async def resume() -> None:
+        channel.ws.transport.resume_reading()
+
+    peer.call(pause())
+    channel.send(Input(data=b"head -c 16000000 /dev/zero | tr '\\0' '\\101'; echo DO''NE\n"))
+    (agent_channel,) = running.agent._channels
+    deadline = time.monotonic() + 30
+    peak = 0
+    while time.monotonic() < deadline and peak <= HIGH_WATER:
+        peak = max(peak, agent_channel.backlog)
+        time.sleep(0.01)
+    assert peak > HIGH_WATER  # the queue did fill
+    time.sleep(0.5)
+    # at most one more coalesced read (64 KiB and its framing) past the mark
+    assert agent_channel.backlog <= HIGH_WATER + 80 * 1024
+    peer.call(resume())
+    out = read_output(channel, b"DONE\r\n", timeout=60)
+    assert out.count(b"A") == 16_000_000
+    channel.send(Input(data=b"exit\n"))
+    until(channel, Exit)
+    assert running.stop() == 0

@@ -239,8 +239,11 @@ def test_request_injection_refused(host: str, target: str) -> None:
 # ---------------------------------------------------------------------- frames
 
 
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
+@pytest.mark.parametrize(
+    "size", [0, 1, 125, 126, 127, 16383, 16384, 16387, 65535, 65536, 65537, 300_000]
+)
 def test_round_trip_both_directions(size: int) -> None:
+    """Both masking methods (big-integer XOR below 16 KiB, translate above) included."""
     client, server = pair()
     data = bytes(i % 251 for i in range(size))
     text = "é" * (size // 2)
