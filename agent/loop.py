@@ -15,6 +15,7 @@ exception raised by a callback.
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import time
 from collections import namedtuple
@@ -47,6 +48,7 @@ class Loop:
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         self._selector = selector or selectors.DefaultSelector()
         self._registered: dict[int, int] = {}
+        self._files: dict[int, tuple[int, int]] = {}
 
     def poll(self, interests: list[Interest] | None, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds and run the callbacks of ready descriptors.
@@ -87,6 +89,14 @@ class Loop:
             events = (selectors.EVENT_READ if interest.on_read else 0) | (
                 selectors.EVENT_WRITE if interest.on_write else 0
             )
+            identity = _file_of(fd)
+            if fd in self._registered and self._files.get(fd) != identity:
+                # Another file behind the same number: the old descriptor was closed without
+                # forget() and the number reused. modify() with unchanged events would only
+                # swap the stored callbacks and never tell epoll about the new descriptor.
+                self._forget(fd)
+            if identity is not None:
+                self._files[fd] = identity
             try:
                 if fd in self._registered:
                     self._selector.modify(fd, events, interest)
@@ -106,9 +116,19 @@ class Loop:
         self._forget(fd)
 
     def _forget(self, fd: int) -> None:
+        self._files.pop(fd, None)
         if self._registered.pop(fd, None) is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(fd)
 
     def close(self) -> None:
         self._selector.close()
+
+
+def _file_of(fd: int) -> tuple[int, int] | None:
+    """Which open file ``fd`` is now (device, inode); ``None`` once it is closed."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
