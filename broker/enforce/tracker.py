@@ -126,7 +126,10 @@ class LineTracker:
     def feed_input(self, data: bytes) -> InputStep:
         """Split ``data`` at the first Enter if the shell is at a prompt."""
         if data in _PLAIN_KEYS and not self._after_ctrl_x and not self._in_paste:
-            return _plain_step(data)  # one ordinary key: what the rest would conclude
+            return _plain_step(data)  # one ordinary key: what _split would conclude
+        return self._split(data)
+
+    def _split(self, data: bytes) -> InputStep:
         data = self._strip_accept(data)
         if self.state is not State.PROMPT:
             return InputStep(data)
