@@ -118,6 +118,12 @@ class CommandGate:
             else:
                 self._queue(data)
             return
+        if not self._busy and not self._lock.locked():
+            # Nobody is processing: no need to queue behind the lock. What _process
+            # decides happens before its first await, and each send is queued on the
+            # wire when it is called, so the order holds without it.
+            await self._process(data)
+            return
         async with self._lock:
             if self._busy:
                 self._queue(data)
@@ -146,16 +152,17 @@ class CommandGate:
         return self._prompt_timer is not None
 
     async def _process(self, data: bytes) -> None:
-        """Forward what may go now; at an Enter, hold it and decide (lock held)."""
+        """Forward what may go now; at an Enter, hold it and decide (lock held, or free
+        and nothing busy)."""
         step = self.tracker.feed_input(data)
+        if step.enter is not None:  # held before the forward is awaited: input behind it queues
+            self._busy = True
+            self._pending[:0] = step.rest
         if step.forward:
             self._last_input = self._clock()
             await self._send(step.forward)
-        if step.enter is None:
-            return
-        self._busy = True
-        self._pending[:0] = step.rest
-        self._spawn(self._enter())
+        if step.enter is not None:
+            self._spawn(self._enter())
 
     async def _drain(self) -> None:
         async with self._lock:

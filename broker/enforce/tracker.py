@@ -125,6 +125,11 @@ class LineTracker:
 
     def feed_input(self, data: bytes) -> InputStep:
         """Split ``data`` at the first Enter if the shell is at a prompt."""
+        if data in _PLAIN_KEYS and not self._after_ctrl_x and not self._in_paste:
+            return _plain_step(data)  # one ordinary key: what _split would conclude
+        return self._split(data)
+
+    def _split(self, data: bytes) -> InputStep:
         data = self._strip_accept(data)
         if self.state is not State.PROMPT:
             return InputStep(data)
@@ -210,6 +215,15 @@ class LineTracker:
         """No prompt came back in time: a program has the terminal."""
         if self.state is State.AWAITING:
             self.state = State.RUNNING
+
+
+#: Single keystrokes that are never an Enter, part of an accept sequence, Ctrl-X or the
+#: start of a paste: forwarded as they are in every state.
+_PLAIN_KEYS = frozenset(
+    bytes((b,)) for b in range(256) if b not in ENTER_KEYS and b not in (0x18, 0x1B)
+)
+_PLAIN_STEPS = {key: InputStep(key) for key in _PLAIN_KEYS}
+_plain_step = _PLAIN_STEPS.__getitem__
 
 
 def _first_enter(data: bytes, start: int, stop: int) -> int:

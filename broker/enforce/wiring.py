@@ -28,10 +28,14 @@ COMMAND_ACTION = "session.command"
 
 
 def gate_for(session: LiveSession, verdicts: Verdicts, *, cols: int) -> CommandGate:
-    async def send(data: bytes) -> None:
+    channel = session.channel
+
+    async def send(data: bytes) -> None:  # every keystroke: no context manager
         if session.final is None:
-            with contextlib.suppress(Closed):
-                await session.channel.send(Input(data=data))
+            try:  # noqa: SIM105 (contextlib.suppress costs a context manager per key)
+                await channel.send(Input(data=data))
+            except Closed:
+                pass
 
     def show(data: bytes) -> None:
         session._output(data, injected=True)

@@ -140,6 +140,7 @@ class LiveSession:
         self._grace: asyncio.TimerHandle | None = None
         self._idle_ping: asyncio.TimerHandle | None = None
         self._last_traffic = 0.0
+        self._loop = asyncio.get_running_loop()  # sessions are opened by a running broker
         self._pings = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started_attached = False
@@ -153,7 +154,7 @@ class LiveSession:
     def start(self) -> None:
         self._pump = asyncio.create_task(self._run_pump(), name=f"session-pump-{self.id}")
         self._arm_grace()
-        self._last_traffic = asyncio.get_running_loop().time()
+        self._last_traffic = self._loop.time()
         self._arm_idle_ping()
 
     def _arm_idle_ping(self) -> None:
@@ -181,12 +182,13 @@ class LiveSession:
             await self.channel.send(ping)
 
     async def _run_pump(self) -> None:
+        receive, output = self.channel.receive, self._output
         try:
             while True:
-                message = await self.channel.receive()
-                if isinstance(message, Output):
-                    self._output(message.data)
-                    await self._backpressure()
+                message = await receive()
+                if type(message) is Output:
+                    if not output(message.data):  # nobody caught up: maybe wait for them
+                        await self._backpressure()
                 elif isinstance(message, Exit):
                     await self.end(message, reason=_exit_reason(message))
                     return
@@ -203,39 +205,49 @@ class LiveSession:
         except CorralError:
             log.exception("session %s: pump failed", self.id)
 
-    def _output(self, data: bytes, *, injected: bool = False) -> None:
-        """Shell output (or, ``injected``, the gate's own messages) to clients and recording."""
+    def _output(self, data: bytes, *, injected: bool = False) -> bool:
+        """Shell output (or, ``injected``, the gate's own messages) to clients and recording.
+        True when a client was written to at once (it has everything: no backpressure)."""
         if self.gate is not None and not injected:
             self.gate.output(data)
-        self._last_traffic = asyncio.get_running_loop().time()
-        start = self.buffer.end
-        self.buffer.append(data)
+        buffer = self.buffer
+        start = buffer.end
+        buffer.append(data)
         self.recorder.output(data)
-        for client in list(self.clients):
-            if client.cursor is not None and client.cursor < self.buffer.start:
-                self._spawn(self._drop_slow(client))
-            elif not self._send_direct(client, start, data):
+        self._last_traffic = self._loop.time()
+        oldest = buffer.start
+        caught_up = False
+        for client in self.clients:  # nothing below adds or removes clients synchronously
+            cursor = client.cursor
+            if cursor is None:
                 client.wake.set()
+            elif cursor < oldest:
+                self._spawn(self._drop_slow(client))
+            elif cursor == start and self._send_direct(client, start, data):
+                caught_up = True
+            else:
+                client.wake.set()
+        return caught_up
 
     def _send_direct(self, client: Client, start: int, data: bytes) -> bool:
         """Write ``data`` (output from offset ``start``) to a caught-up, idle client from
         the pump itself; False when its sender task must do it instead."""
+        inflight = client.inflight
         if (
-            client.cursor != start
-            or client.notices
+            client.notices
             or client.wake.is_set()
-            or (client.inflight is not None and not client.inflight.done())
+            or (inflight is not None and not inflight.done())
             or self.final is not None
             or len(data) > CHUNK
         ):
             return False
         client.cursor = start + len(data)
         try:
-            client.inflight = start_eagerly(client.wire.send(Output(data=data)))
+            client.inflight = inflight = start_eagerly(client.wire.send(Output(data=data)))
         except Closed:
             return True  # gone: its own connection loop notices and detaches it
-        if client.inflight is not None:
-            client.inflight.add_done_callback(_retrieve)
+        if inflight is not None:
+            inflight.add_done_callback(_retrieve)
         self._stalled = False
         self._progress.set()
         return True

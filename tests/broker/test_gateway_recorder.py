@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+
+import pytest
 
 from broker.gateway.recorder import AsciicastRecorder
 
@@ -14,6 +17,14 @@ AWKWARD = [
     "split ✓".encode()[:-1],  # a character cut in two across chunks
     "✓".encode()[-1:] + b" rest",
     b"\xff\xfe invalid utf-8",
+    # large chunks: escaped as bytes when they are whole UTF-8 without rare controls
+    b'line of cat output with a \\ and a " and a tab\t\x1b[0m\x07\x08\x0c\r\n' * 40,
+    "box drawing \u2500\u2502 and \u00e9 \u2713 \u2028\r\n".encode() * 60,
+    b"a rare control \x01 in a big chunk\r\n" * 30,
+    b"cut in two: " * 50 + "✓".encode()[:2],
+    "✓".encode()[2:] + b" after the cut" * 50,
+    b"x" * 600 + b"\xc3",  # a big chunk ending in a lone lead byte
+    b"\xa9 continued" * 50,
 ]
 
 
@@ -37,3 +48,43 @@ async def test_lines_are_what_json_dumps_gives(tmp_path: Path) -> None:
     assert [e[1:] for e in events if e[1] != "o"] == [["r", "132x43"], ["m", 'command "ls"']]
     times = [e[0] for e in events]
     assert times == sorted(times) and all(isinstance(t, float) for t in times)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_chunks_match_json(tmp_path: Path, seed: int) -> None:
+    """Chunks of every size and mix (ASCII, UTF-8 cut anywhere, control characters,
+    invalid bytes) give the lines and text json and a strict decoder would."""
+    rng = random.Random(seed)
+    alphabet = [
+        b"a",
+        b"Z",
+        b" ",
+        b"\\",
+        b'"',
+        b"\r\n",
+        b"\t",
+        b"\x1b[1m",
+        b"\x07",
+        b"\x00",
+        b"\x7f",
+        "é".encode(),
+        "✓".encode(),
+        "😀".encode(),
+        b"\xff",
+    ]
+    if seed % 2:  # mostly whole UTF-8 without rare controls: the bytes path
+        alphabet = [a for a in alphabet if a not in (b"\x00", b"\xff")]
+    stream = b"".join(rng.choice(alphabet) for _ in range(20000))
+    path = tmp_path / "s.cast"
+    recorder = AsciicastRecorder(path, cols=80, rows=24)
+    at = 0
+    while at < len(stream):
+        size = rng.choice([1, 7, 511, 512, 513, 2000, 5000])
+        recorder.output(stream[at : at + size])
+        at += size
+    recorder.close()
+    lines = path.read_bytes().decode("utf-8").split("\n")[1:-1]
+    events = [json.loads(line) for line in lines]
+    for line, event in zip(lines, events, strict=True):
+        assert line == json.dumps(event, ensure_ascii=False)
+    assert "".join(e[2] for e in events) == stream.decode("utf-8", "replace")
