@@ -353,7 +353,7 @@ class WebSocketProtocol(asyncio.Protocol):
         size = len(data)
         pos = 0
         self._need = 0
-        while size - pos >= 6 and self._reading:
+        while size - pos >= 2 and self._reading:
             first = data[pos]
             second = data[pos + 1]
             if not second & 0x80:
@@ -367,12 +367,12 @@ class WebSocketProtocol(asyncio.Protocol):
             length = second & 0x7F
             start = pos + 2
             if length == 126:
-                if size - start < 6:
+                if size - start < 2:
                     break
                 length = (data[start] << 8) | data[start + 1]
                 start += 2
             elif length == 127:
-                if size - start < 12:
+                if size - start < 8:
                     break
                 length = int.from_bytes(data[start : start + 8], "big")
                 start += 8
