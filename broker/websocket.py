@@ -224,7 +224,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if buffered is not None:
             buffered += data
             data = bytes(buffered)
-        head, found, _ = data.partition(b"\r\n\r\n")
+        head, found, rest = data.partition(b"\r\n\r\n")
         if not found:
             if len(data) > _MAX_HEAD:
                 self._refuse(b"431 Request Header Fields Too Large")
@@ -290,6 +290,8 @@ class WebSocketProtocol(asyncio.Protocol):
         tasks = self._state.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        if rest:  # frames sent before the answer (uvicorn never passes any)
+            self._frames(rest)
 
     def _refuse(self, status: bytes, extra: bytes = b"") -> None:
         """Answer a request that is no WebSocket handshake with an HTTP error."""
@@ -323,6 +325,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if not self.accepted and not self._close_sent:
                 log.error("ASGI callable returned without completing handshake.")
                 self._write_500()
+        scope["extensions"].pop(EXTENSION, None)  # no cycle left for the collector
         if self._close_timer is None:
             self.transport.close()
 

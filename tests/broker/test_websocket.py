@@ -20,8 +20,10 @@ import uvicorn
 import websockets
 from uvicorn.server import ServerState
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from starlette.websockets import WebSocket
 from websockets.speedups import apply_mask
 
+from broker.agents.wire import Closed, Wire
 from broker.serving import server_config
 from broker.websocket import (
     CLOSE_TIMEOUT,
@@ -30,6 +32,7 @@ from broker.websocket import (
     ClientDisconnected,
     WebSocketProtocol,
 )
+from websh import ClientHello, ClientWelcome, Connection, ConnectionKind, Side, decode, encode
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 KEY = base64.b64encode(b"0123456789abcdef")
@@ -163,7 +166,7 @@ async def test_handshake_answers_the_key_and_fills_the_scope() -> None:
     seen: list[dict[str, Any]] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope)
+        seen.append({**scope, "extensions": {**scope["extensions"]}})
         await receive()
         await send({"type": "websocket.accept", "subprotocol": "b", "headers": [(b"x-a", b"1")]})
 
@@ -452,3 +455,41 @@ async def test_a_real_client_denied_and_oversized(served: str) -> None:
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_frames_sent_with_the_request_are_read() -> None:
+    peer = Peer()
+    peer.protocol.data_received(REQUEST + frame(1, b"early"))
+    assert peer.protocol.pop() == "early"
+
+
+async def test_wire_takes_the_direct_path() -> None:
+    """Wire (broker/agents/wire.py) reads and writes through the protocol itself once the
+    Starlette WebSocket is accepted: a queued message comes back without suspending."""
+    wires: list[Wire] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        wires.append(Wire(websocket, Connection(ConnectionKind.USER, Side.SERVER)))
+        await asyncio.Event().wait()
+
+    peer = Peer(app)
+    await peer.open()
+    [wire] = wires
+    hello = encode(ClientHello(cols=80, rows=24))
+    assert isinstance(hello, str)
+    peer.feed(frame(1, hello.encode()))
+    receiving = wire.receive()
+    with pytest.raises(StopIteration) as done:
+        receiving.send(None)  # completes in one step: nothing to wait for
+    assert done.value.value == ClientHello(cols=80, rows=24)
+    await wire.send(ClientWelcome(session_id="s"))
+    [(opcode, payload)] = peer.feed()
+    assert (opcode, decode(payload.decode())) == (1, ClientWelcome(session_id="s"))
+    await wire.close(4040, "gone")
+    assert peer.feed() == [close(4040, b"gone")]
+    with pytest.raises(Closed) as closed:
+        await wire.receive()
+    assert closed.value.code == 4040
+    peer.protocol.connection_lost(None)
