@@ -14,7 +14,6 @@ Usage::
 """
 
 # Harness code: short blocking file and process calls outside the measured paths.
-# ruff: noqa: ASYNC220, ASYNC240
 
 from __future__ import annotations
 
@@ -119,7 +118,7 @@ def main() -> None:
     parser.add_argument("--swarm", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ca-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.swarm:
         asyncio.run(swarm(args.swarm, args.agents, args.touch, args.ca_file))

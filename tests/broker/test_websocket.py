@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import uvicorn
 import websockets
+from starlette.websockets import WebSocket
 from uvicorn.server import ServerState
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from starlette.websockets import WebSocket
 from websockets.speedups import apply_mask
 
 from broker.agents.wire import Closed, Wire
