@@ -558,18 +558,17 @@ class WebSocketProtocol(asyncio.Protocol):
             self._queued -= len(message) + _ENTRY
         return message
 
-    async def wait(self) -> None:
-        """Return when a message is queued or the connection is closing."""
-        if self._queue or self._disconnect is not None:
-            return
+    def readable(self) -> asyncio.Future[None]:
+        """A future done when a message is queued or the connection is closing.
+
+        One reader at a time (as ASGI has it): a reader cancelled while waiting cancels
+        the future, and the next call makes a new one."""
         waiter = self._waiter
         if waiter is None or waiter.done():
             waiter = self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
+            if self._queue or self._disconnect is not None:
+                waiter.set_result(None)
+        return waiter
 
     # ASGI
 
@@ -586,7 +585,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._disconnect is not None:
                 code, reason = self._disconnect
                 return {"type": "websocket.disconnect", "code": code, "reason": reason}
-            await self.wait()
+            await self.readable()
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.write_paused:

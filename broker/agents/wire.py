@@ -52,8 +52,23 @@ class Wire:
     async def receive(self) -> Message:
         """The next websh message; :class:`Closed` when the peer leaves or breaks protocol."""
         socket = self._socket
-        if socket is not None and socket.accepted:
-            return await self._receive_direct(socket)
+        if socket is not None and socket.accepted:  # the direct path (one frame less)
+            pending = self._pending
+            while not pending:
+                payload = socket.pop()
+                if payload is None:
+                    closed = socket.disconnect
+                    if closed is not None:
+                        self.connection.close(CloseCode.GOING_AWAY, "peer closed")
+                        raise Closed(closed[0] or CloseCode.GOING_AWAY)
+                    await socket.readable()
+                    continue
+                self._feed(payload)
+                pending.extend(self.connection.events_received())
+                self._write_direct(socket)
+                if socket.write_paused:
+                    await socket.drain()
+            return pending.pop(0)
         while not self._pending:
             try:
                 frame = await self.websocket.receive()
@@ -76,24 +91,6 @@ class Wire:
             self._pending.extend(self.connection.events_received())
             await self.flush()
         return self._pending.pop(0)
-
-    async def _receive_direct(self, socket: WebSocketProtocol) -> Message:
-        pending = self._pending
-        while not pending:
-            payload = socket.pop()
-            if payload is None:
-                closed = socket.disconnect
-                if closed is not None:
-                    self.connection.close(CloseCode.GOING_AWAY, "peer closed")
-                    raise Closed(closed[0] or CloseCode.GOING_AWAY)
-                await socket.wait()
-                continue
-            self._feed(payload)
-            pending.extend(self.connection.events_received())
-            self._write_direct(socket)
-            if socket.write_paused:
-                await socket.drain()
-        return pending.pop(0)
 
     def _feed(self, payload: str | bytes) -> None:
         try:
