@@ -67,6 +67,7 @@ _PEER_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1
 _PACK_16 = struct.Struct("!BBH").pack
 _PACK_64 = struct.Struct("!BBQ").pack
 _CONNECT = {"type": "websocket.connect"}
+_ASGI = {"version": "3.0", "spec_version": "2.4"}  # one for every scope: nothing changes it
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -272,7 +273,7 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self.transport
         self.scope = {
             "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "asgi": _ASGI,
             "http_version": "1.1",
             "scheme": "wss" if is_ssl(transport) else "ws",
             "server": get_local_addr(transport),
