@@ -34,6 +34,7 @@ import hashlib
 import logging
 import struct
 from collections import deque
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -68,6 +69,7 @@ _PACK_16 = struct.Struct("!BBH").pack
 _PACK_64 = struct.Struct("!BBQ").pack
 _CONNECT = {"type": "websocket.connect"}
 _ASGI = {"version": "3.0", "spec_version": "2.4"}  # one for every scope: nothing changes it
+_NO_OPTIONS: dict[str, Any] = {}
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -107,6 +109,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_close_sent",
         "_close_timer",
         "_connect_sent",
+        "_denial",
         "_disconnect",
         "_drainer",
         "_frag_op",
@@ -159,6 +162,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drainer: asyncio.Future[None] | None = None
         self._connect_sent = False
+        self._denial: tuple[int, list[tuple[bytes, bytes]], list[bytes]] | None = None
         self._close_sent = False
         self._app_closed = False
         self._lost = False
@@ -285,7 +289,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {EXTENSION: self},
+            "extensions": {EXTENSION: self, "websocket.http.response": _NO_OPTIONS},
         }
         task = asyncio.get_running_loop().create_task(self._run())
         tasks = self._state.tasks
@@ -599,13 +603,21 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self.accepted:
             if kind == "websocket.accept":
                 self._accept(message.get("subprotocol"), list(message.get("headers") or ()))
-            elif kind == "websocket.close":
+            elif kind == "websocket.close" and self._denial is None:
                 self._log("403")
                 self._refuse(b"403 Forbidden")
                 self._app_closed = True
+            elif kind == "websocket.http.response.start" and self._denial is None:
+                status = int(message["status"])
+                if not 100 <= status < 600:
+                    raise RuntimeError(f"Invalid HTTP status code {status} in response.")
+                self._denial = (status, list(message.get("headers") or ()), [])
+            elif kind == "websocket.http.response.body" and self._denial is not None:
+                self._deny(self._denial, message.get("body", b""), message.get("more_body", False))
             else:
                 raise RuntimeError(
-                    f"Expected ASGI message 'websocket.accept' or 'websocket.close', got {kind!r}."
+                    "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+                    f"'websocket.http.response.*', got {kind!r}."
                 )
         elif kind == "websocket.send":
             data = message.get("bytes")
@@ -616,6 +628,40 @@ class WebSocketProtocol(asyncio.Protocol):
             raise RuntimeError(
                 f"Expected ASGI message 'websocket.send' or 'websocket.close', got {kind!r}."
             )
+
+    def _deny(
+        self,
+        denial: tuple[int, list[tuple[bytes, bytes]], list[bytes]],
+        body: bytes,
+        more: bool,
+    ) -> None:
+        """The denial response extension: an HTTP response instead of the upgrade."""
+        status, headers, parts = denial
+        parts.append(body)
+        if more:
+            return
+        content = b"".join(parts)
+        self._log(str(status))
+        names = {name.lower() for name, _ in headers}
+        if b"content-length" not in names:
+            headers.append((b"content-length", str(len(content)).encode()))
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b""
+        self._denial = None
+        self._app_closed = True
+        self._close_sent = True
+        self._reading = False
+        self._set_disconnect(1006)
+        self.transport.write(
+            _response(
+                b"%d %s" % (status, phrase),
+                [*self._state.default_headers, *headers, (b"connection", b"close")],
+            )
+            + content
+        )
+        self.transport.close()
 
     def _accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         key = self._key

@@ -493,3 +493,25 @@ async def test_wire_takes_the_direct_path() -> None:
         await wire.receive()
     assert closed.value.code == 4040
     peer.protocol.connection_lost(None)
+
+
+async def test_the_denial_extension_answers_with_the_app_response() -> None:
+    """Starlette sends a handled exception's response this way before ``accept``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert "websocket.http.response" in scope["extensions"]
+        await receive()
+        headers = [(b"content-type", b"application/problem+json")]
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": b"{", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"}"})
+        with pytest.raises(RuntimeError):
+            await send({"type": "websocket.accept"})
+
+    peer = Peer(app)
+    response = await peer.open()
+    assert response.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert b"\r\ncontent-type: application/problem+json\r\n" in response
+    assert b"\r\ncontent-length: 2\r\n" in response
+    assert response.endswith(b"\r\n\r\n{}")
+    assert peer.transport.closed
