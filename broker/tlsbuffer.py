@@ -11,6 +11,7 @@ There is no per-server knob for it (neither ``loop.create_server`` nor uvicorn h
 so the class attribute is lowered once, before the server starts listening. It changes
 nothing but the size of that buffer, for every TLS connection of the process. Call it
 where TLS is configured (``corral up``); it must never be called per connection.
+uvloop (the default loop) has its own TLS protocol, which this does not touch.
 """
 
 from __future__ import annotations

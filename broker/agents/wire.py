@@ -2,6 +2,12 @@
 
 It moves payloads both ways and turns the protocol's verdicts into WebSocket close codes.
 It must never interpret messages: that is the hub's job.
+
+Under the broker's own WebSocket protocol (``broker/websocket.py``, found in
+``scope["extensions"]``) the Wire talks to it directly once the socket is accepted: a
+queued message is taken without suspending, a send is written at once and only waits
+while the transport is paused, so there is no lock and no ASGI dictionary per message.
+Under any other ASGI server (or a test client) it goes through Starlette's WebSocket.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from broker.websocket import EXTENSION, ClientDisconnected, WebSocketProtocol
 from websh import CloseCode, Connection, Message, ProtocolError, State, WebshError
 
 __all__ = ["Closed", "Wire"]
@@ -30,15 +37,38 @@ class Closed(Exception):
 class Wire:
     """One WebSocket carrying one websh connection."""
 
+    __slots__ = ("_closing", "_pending", "_send_lock", "_socket", "connection", "websocket")
+
     def __init__(self, websocket: WebSocket, connection: Connection) -> None:
         self.websocket = websocket
         self.connection = connection
         self._pending: list[Message] = []
-        self._send_lock = asyncio.Lock()
+        self._socket: WebSocketProtocol | None = websocket.scope.get("extensions", {}).get(
+            EXTENSION
+        )
+        self._send_lock: asyncio.Lock | None = None
         self._closing: asyncio.Task[None] | None = None
 
     async def receive(self) -> Message:
         """The next websh message; :class:`Closed` when the peer leaves or breaks protocol."""
+        socket = self._socket
+        if socket is not None and socket.accepted:  # the direct path (one frame less)
+            pending = self._pending
+            while not pending:
+                payload = socket.pop()
+                if payload is None:
+                    closed = socket.disconnect
+                    if closed is not None:
+                        self.connection.close(CloseCode.GOING_AWAY, "peer closed")
+                        raise Closed(closed[0] or CloseCode.GOING_AWAY)
+                    await socket.readable()
+                    continue
+                self._feed(payload)
+                pending.extend(self.connection.events_received())
+                self._write_direct(socket)
+                if socket.write_paused:
+                    await socket.drain()
+            return pending.pop(0)
         while not self._pending:
             try:
                 frame = await self.websocket.receive()
@@ -62,13 +92,49 @@ class Wire:
             await self.flush()
         return self._pending.pop(0)
 
+    def _feed(self, payload: str | bytes) -> None:
+        try:
+            self.connection.receive(payload)
+        except ProtocolError as exc:
+            self._close_direct(exc.code, exc.reason)
+            raise Closed(exc.code, exc.reason) from None
+        except WebshError:
+            self._close_direct(CloseCode.PROTOCOL_ERROR, "protocol error")
+            raise Closed(CloseCode.PROTOCOL_ERROR) from None
+
+    def _close_direct(self, code: int, reason: str) -> None:
+        self.connection.close(CloseCode(code), reason)
+        if self._socket is not None:
+            self._socket.close(int(code), self.connection.close_reason)
+
+    def _write_direct(self, socket: WebSocketProtocol) -> None:
+        for payload in self.connection.data_to_send():
+            try:
+                socket.send_data(payload)
+            except ClientDisconnected:
+                raise Closed(CloseCode.GOING_AWAY) from None
+
     async def send(self, message: Message) -> None:
         if self.connection.state is State.CLOSED:
             raise Closed(self.connection.close_code or CloseCode.GOING_AWAY)
         self.connection.send(message)
+        socket = self._socket
+        if socket is not None and socket.accepted:
+            self._write_direct(socket)
+            if socket.write_paused:
+                await socket.drain()
+            return
         await self.flush()
 
     async def flush(self) -> None:
+        socket = self._socket
+        if socket is not None and socket.accepted:
+            self._write_direct(socket)
+            if socket.write_paused:
+                await socket.drain()
+            return
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
         async with self._send_lock:
             for payload in self.connection.data_to_send():
                 try:
@@ -85,6 +151,10 @@ class Wire:
         A peer that already left (or never answers) would otherwise hold the caller for
         the transport's close timeout, so the handshake finishes in the background.
         """
+        socket = self._socket
+        if socket is not None and socket.accepted:
+            self._close_direct(code, reason)
+            return
         self.connection.close(CloseCode(code), reason)
         if self._closing is None and self.websocket.application_state == WebSocketState.CONNECTED:
             self._closing = asyncio.create_task(self._close_socket(int(code)))

@@ -22,6 +22,7 @@ from broker.serving import (
     set_keepalive,
 )
 from broker.settings import load_settings
+from broker.websocket import WebSocketProtocol
 from cli import admin
 
 
@@ -45,7 +46,7 @@ def test_accepted_connections_inherit_tcp_keepalive() -> None:
 def test_server_config_has_no_per_connection_pings() -> None:
     config = server_config(object(), log_level="warning")
     assert config.ws_ping_interval is None
-    assert config.ws == "websockets-sansio"
+    assert config.ws is WebSocketProtocol
     assert config.loop == "none"  # the caller's loop (see loop_factory)
 
 
