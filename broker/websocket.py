@@ -35,7 +35,7 @@ import logging
 import struct
 from collections import deque
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
@@ -46,6 +46,7 @@ __all__ = [
     "EXTENSION",
     "READ_HIGH",
     "ClientDisconnected",
+    "Listener",
     "WebSocketProtocol",
 ]
 
@@ -70,6 +71,14 @@ _PACK_64 = struct.Struct("!BBQ").pack
 _CONNECT = {"type": "websocket.connect"}
 _ASGI = {"version": "3.0", "spec_version": "2.4"}  # one for every scope: nothing changes it
 _NO_OPTIONS: dict[str, Any] = {}
+
+
+class Listener(Protocol):
+    """Who takes a connection's messages as they arrive (see :meth:`WebSocketProtocol.listen`)."""
+
+    def heard(self, message: str | bytes) -> None: ...
+
+    def ended(self, code: int, reason: str) -> None: ...
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -116,6 +125,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_frag_size",
         "_frags",
         "_key",
+        "_listener",
         "_lost",
         "_max_size",
         "_need",
@@ -168,6 +178,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._lost = False
         self._disconnect: tuple[int, str] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._listener: Listener | None = None
 
     # asyncio.Protocol
 
@@ -189,6 +200,11 @@ class WebSocketProtocol(asyncio.Protocol):
             drainer.set_result(None)
         if exc is None:
             self.transport.close()
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            code, reason = self._disconnect or (1006, "")
+            listener.ended(code, reason)
 
     def eof_received(self) -> bool | None:
         return None
@@ -331,7 +347,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 log.error("ASGI callable returned without completing handshake.")
                 self._write_500()
         scope["extensions"].pop(EXTENSION, None)  # no cycle left for the collector
-        if self._close_timer is None:
+        if self._close_timer is None and self._listener is None:
             self.transport.close()
 
     # Frames in
@@ -441,6 +457,10 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.fail(1007, "invalid UTF-8")
                 return
         queue = self._queue
+        listener = self._listener
+        if listener is not None and queue is None:
+            listener.heard(message)
+            return
         if queue is None:
             queue = self._queue = deque()
         queue.append(message)
@@ -562,6 +582,21 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             self._queued -= len(message) + _ENTRY
         return message
+
+    def listen(self, listener: Listener) -> None:
+        """From now on hand each message to ``listener.heard`` as it is parsed, and the
+        end of the connection to ``listener.ended`` once; the ASGI application may then
+        return without the connection ending. Messages already queued go first."""
+        while self._listener is None:
+            message = self.pop()
+            if message is None:
+                break
+            listener.heard(message)
+        if self._lost:
+            code, reason = self._disconnect or (1006, "")
+            listener.ended(code, reason)
+            return
+        self._listener = listener
 
     def readable(self) -> asyncio.Future[None]:
         """A future done when a message is queued or the connection is closing.

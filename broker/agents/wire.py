@@ -8,19 +8,25 @@ Under the broker's own WebSocket protocol (``broker/websocket.py``, found in
 queued message is taken without suspending, a send is written at once and only waits
 while the transport is paused, so there is no lock and no ASGI dictionary per message.
 Under any other ASGI server (or a test client) it goes through Starlette's WebSocket.
+
+A long-lived peer can also be *listened to* (:meth:`Wire.listen`): each websh message is
+handed to a :class:`WireListener` as its frame is parsed, and the end of the connection
+once, so no task or suspended coroutine waits on the socket between messages (the hub
+serves 1,000 idle agents this way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from broker.websocket import EXTENSION, ClientDisconnected, WebSocketProtocol
 from websh import CloseCode, Connection, Message, ProtocolError, State, WebshError
 
-__all__ = ["Closed", "Wire"]
+__all__ = ["Closed", "Wire", "WireListener"]
 
 log = logging.getLogger("corral.agents")
 
@@ -34,10 +40,26 @@ class Closed(Exception):
         self.reason = reason
 
 
+class WireListener(Protocol):
+    """What :meth:`Wire.listen` calls: each message, then the end (once)."""
+
+    def heard(self, message: Message) -> None: ...
+
+    def left(self, closed: Closed) -> None: ...
+
+
 class Wire:
     """One WebSocket carrying one websh connection."""
 
-    __slots__ = ("_closing", "_pending", "_send_lock", "_socket", "connection", "websocket")
+    __slots__ = (
+        "_closing",
+        "_listener",
+        "_pending",
+        "_send_lock",
+        "_socket",
+        "connection",
+        "websocket",
+    )
 
     def __init__(self, websocket: WebSocket, connection: Connection) -> None:
         self.websocket = websocket
@@ -48,6 +70,50 @@ class Wire:
         )
         self._send_lock: asyncio.Lock | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._listener: WireListener | None = None
+
+    def listen(self, listener: WireListener) -> bool:
+        """Hand every later message to ``listener.heard`` as it arrives, and the end of the
+        connection to ``listener.left`` once; False (nothing changed) where the WebSocket
+        layer cannot call back, or while messages already taken wait in this Wire. The
+        caller may then return from its ASGI handler: the connection stays open."""
+        socket = self._socket
+        if socket is None or not socket.accepted or self._pending or self._listener is not None:
+            return False
+        self._listener = listener
+        socket.listen(self)
+        return True
+
+    # broker.websocket.Listener: called by the protocol while listened to
+
+    def heard(self, payload: str | bytes) -> None:
+        listener = self._listener
+        socket = self._socket
+        if listener is None or socket is None:
+            return
+        try:
+            self._feed(payload)
+            messages = self.connection.events_received()
+            self._write_direct(socket)  # websh's own answers (pongs)
+        except Closed:
+            return  # closed with the protocol's code: ended() follows with the loss
+        for message in messages:
+            try:
+                listener.heard(message)
+            except Exception:
+                log.exception("a listener failed on %s", type(message).__name__)
+                self._close_direct(CloseCode.INTERNAL_ERROR, "internal error")
+                return
+
+    def ended(self, code: int, reason: str) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        self._listener = None
+        if self.connection.state is not State.CLOSED:
+            self.connection.close(CloseCode.GOING_AWAY, "peer closed")
+        closed = self.connection.close_code if self.connection.error is not None else None
+        listener.left(Closed(int(closed or code or CloseCode.GOING_AWAY), reason))
 
     async def receive(self) -> Message:
         """The next websh message; :class:`Closed` when the peer leaves or breaks protocol."""

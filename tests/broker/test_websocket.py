@@ -32,7 +32,18 @@ from broker.websocket import (
     ClientDisconnected,
     WebSocketProtocol,
 )
-from websh import ClientHello, ClientWelcome, Connection, ConnectionKind, Side, decode, encode
+from websh import (
+    ClientHello,
+    ClientWelcome,
+    Connection,
+    ConnectionKind,
+    Input,
+    Ping,
+    Pong,
+    Side,
+    decode,
+    encode,
+)
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 KEY = base64.b64encode(b"0123456789abcdef")
@@ -493,6 +504,86 @@ async def test_wire_takes_the_direct_path() -> None:
         await wire.receive()
     assert closed.value.code == 4040
     peer.protocol.connection_lost(None)
+
+
+class Heard:
+    """A WireListener that records what it is told."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.ends: list[Closed] = []
+
+    def heard(self, message: Any) -> None:
+        self.messages.append(message)
+
+    def left(self, closed: Closed) -> None:
+        self.ends.append(closed)
+
+
+async def test_a_listened_wire_needs_no_task_and_hears_every_message() -> None:
+    """Wire.listen: the handler returns, the connection stays; each message reaches the
+    listener as its frame is parsed, websh pings are answered, the end is told once."""
+    heard = Heard()
+    listening: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        wire = Wire(websocket, Connection(ConnectionKind.USER, Side.SERVER))
+        assert await wire.receive() == ClientHello(cols=80, rows=24)
+        await wire.send(ClientWelcome(session_id="s"))
+        listening.append(wire.listen(heard))
+
+    peer = Peer(app)
+    await peer.open()
+    hello = encode(ClientHello(cols=80, rows=24))
+    assert isinstance(hello, str)
+    peer.feed(frame(1, hello.encode()))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert listening == [True] and not peer.state.tasks  # the handler is done
+    assert not peer.transport.closed
+    peer.feed()  # the welcome
+    keys = [encode(Input(data=b"l")), encode(Input(data=b"s"))]
+    ping = encode(Ping(nonce=7, ts=1.5))
+    assert all(isinstance(k, bytes) for k in keys) and isinstance(ping, str)
+    out = peer.feed(b"".join(frame(2, k) for k in keys if isinstance(k, bytes)))
+    assert out == [] and heard.messages == [Input(data=b"l"), Input(data=b"s")]
+    [(opcode, payload)] = peer.feed(frame(1, ping.encode()))
+    assert opcode == 1
+    assert decode(payload.decode()) == Pong(nonce=7, ts=1.5)
+    assert heard.ends == []
+    peer.feed(frame(8, (1000).to_bytes(2, "big")))
+    peer.protocol.connection_lost(None)
+    peer.protocol.connection_lost(None)
+    assert [c.code for c in heard.ends] == [1000]
+
+
+async def test_a_protocol_error_ends_a_listened_wire_with_its_code() -> None:
+    heard = Heard()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        wire = Wire(websocket, Connection(ConnectionKind.USER, Side.SERVER))
+        await wire.receive()
+        await wire.send(ClientWelcome(session_id="s"))
+        assert wire.listen(heard)
+
+    peer = Peer(app)
+    await peer.open()
+    hello = encode(ClientHello(cols=80, rows=24))
+    assert isinstance(hello, str)
+    peer.feed(frame(1, hello.encode()))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    peer.feed()
+    out = peer.feed(frame(1, b'{"type": "no-such-message"}'))
+    assert out and out[-1][0] == 8  # closed with the websh code
+    code = int.from_bytes(out[-1][1][:2], "big")
+    peer.protocol.connection_lost(None)
+    assert [c.code for c in heard.ends] == [code] and code >= 4000
+    assert heard.messages == []
 
 
 async def test_the_denial_extension_answers_with_the_app_response() -> None:
