@@ -194,6 +194,72 @@ async def register_servers(broker: Broker, count: int) -> list[dict[str, str]]:
     return creds
 
 
+def _type_name(obj: object) -> str:
+    kind = type(obj)
+    if kind.__name__ == "coroutine":
+        return f"coroutine {getattr(obj, '__qualname__', '?')}"
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _own_size(obj: object) -> int:
+    """``sys.getsizeof``, plus the str/bytes a container holds (not gc-tracked themselves)."""
+    try:
+        size = sys.getsizeof(obj)
+    except TypeError:
+        return 0
+    if isinstance(obj, dict | list | set | tuple):
+        for item in obj.values() if isinstance(obj, dict) else obj:
+            if isinstance(item, str | bytes):
+                size += sys.getsizeof(item)
+    return size
+
+
+def census() -> dict[int, object]:
+    """Every live object the garbage collector tracks, by id (kept alive until compared)."""
+    import gc
+
+    gc.collect()
+    return {id(obj): obj for obj in gc.get_objects()}
+
+
+def print_census(before: dict[int, object], n: int) -> None:
+    """What the objects born since ``before`` are and who holds them, per agent.
+
+    ``sys.getsizeof`` counts an object's own allocation (not what it refers to);
+    untracked objects (str, bytes, ints) are only counted inside the containers holding
+    them. "Held by" is the type of one gc-tracked referrer (a ``__dict__`` or the slots of
+    an instance, a frame's locals, ...).
+    """
+    import gc
+
+    gc.collect()
+    born = {id(obj): obj for obj in gc.get_objects() if id(obj) not in before}
+    born.pop(id(before), None)
+    owner: dict[int, str] = {}
+    for obj in list(born.values()):
+        for ref in gc.get_referents(obj):
+            if id(ref) in born and id(ref) not in owner:
+                owner[id(ref)] = _type_name(obj)
+    by_type: dict[str, list[float]] = {}
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    for key, obj in born.items():
+        name, size = _type_name(obj), _own_size(obj)
+        by_type.setdefault(name, [0, 0])
+        by_type[name][0] += size
+        by_type[name][1] += 1
+        pair = (name, owner.get(key, "-"))
+        by_pair.setdefault(pair, [0, 0])
+        by_pair[pair][0] += size
+        by_pair[pair][1] += 1
+    total = sum(size for size, _ in by_type.values()) / n
+    print(f"census: new gc-tracked objects per agent (of {n}): {total:.0f} B in all")
+    for name, (size, count) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:20]:
+        print(f"  {size / n:>8.0f} B  {count / n:>6.2f}  {name}")
+    print("census: by type and holder")
+    for (name, held), (size, count) in sorted(by_pair.items(), key=lambda kv: -kv[1][0])[:40]:
+        print(f"  {size / n:>8.0f} B  {count / n:>6.2f}  {name}  <-  {held}")
+
+
 async def settle(seconds: float) -> int:
     """Let the broker be idle for a moment, then read its RSS (KiB)."""
     await asyncio.sleep(seconds)
@@ -230,6 +296,7 @@ async def coordinator(args: argparse.Namespace) -> None:
             creds_file = workdir / "creds.json"
             creds_file.write_text(json.dumps(creds))
             before = await settle(3.0)
+            counted = census() if args.census else {}
             if args.tracemalloc:  # where the per-connection memory goes (slows the broker)
                 import tracemalloc
 
@@ -265,6 +332,8 @@ async def coordinator(args: argparse.Namespace) -> None:
                             f"  {stat.size_diff / max(1, connected):>8.0f} B  "
                             f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"
                         )
+                if args.census:
+                    print_census(counted, max(1, connected))
                 profiler = None
                 if args.profile:  # what the broker does at rest, for finding the cost
                     import cProfile
@@ -326,6 +395,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", help="write a cProfile of the broker at rest here")
     parser.add_argument("--tracemalloc", action="store_true", help="print where memory went")
+    parser.add_argument(
+        "--census", action="store_true", help="print live objects per agent, by type"
+    )
     parser.add_argument("--swarm", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--ca-file", help=argparse.SUPPRESS)
