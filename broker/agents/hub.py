@@ -45,6 +45,7 @@ from websh import (
     Metrics,
     OpenChannel,
     Ping,
+    Pong,
     Side,
     Stderr,
     Stdout,
@@ -64,6 +65,8 @@ CONTROL_PATH = "/agent/v1/control"
 #: a TLS write (1,000 agents at 15 s: 133 messages a second at rest).
 HEARTBEAT_INTERVAL = 30.0
 CHANNEL_PATH = "/agent/v1/channel"
+#: Closes that are no protocol error worth an audit event.
+_ORDINARY_CLOSE = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.REPLACED})
 
 
 class AgentOffline(CorralError):
@@ -278,38 +281,43 @@ class AgentHub:
     async def _control_loop(self, link: AgentLink) -> None:
         """Read the agent's messages until it leaves. The only task per agent: liveness
         and the store writes are the sweeper's, for all agents at once."""
-        server = link.server
+        receive = link.wire.receive
         while True:
             try:
-                message = await link.wire.receive()
+                message = await receive()
             except Closed as closed:
-                if closed.code not in (
-                    CloseCode.NORMAL,
-                    CloseCode.GOING_AWAY,
-                    CloseCode.REPLACED,
-                ):
+                if closed.code not in _ORDINARY_CLOSE:
                     await self._audit_protocol_error(link, closed)
                 return
-            link.last_heard = self._now()
-            if isinstance(message, SysInfo | Metrics):
-                pending = self._reports.setdefault(server.workspace_id, {})
-                previous = pending.get(server.id)
-                sysinfo = previous.sysinfo if previous else None
-                metrics = previous.metrics if previous else None
-                if isinstance(message, SysInfo):
-                    sysinfo = dict(message.info)
-                else:
-                    metrics = _metrics(message)
-                pending[server.id] = Report(
-                    server.id,
-                    self.services.servers.clock(),
-                    sysinfo=sysinfo,
-                    metrics=metrics,
-                )
-            elif isinstance(message, CloseChannel):
-                self._fail_pending(message.channel_id, "agent closed the channel")
-            elif isinstance(message, ErrorMessage) and message.channel_id:
-                self._fail_pending(message.channel_id, message.message)
+            self._heard(link, message)
+
+    def _heard(self, link: AgentLink, message: Message) -> None:
+        """One message from a welcomed agent. Synchronous and cheap: at rest a broker
+        with 1,000 agents gets some 50 of these a second, nearly all pings (answered by
+        the websh ``Connection`` itself) and metrics (kept for the sweeper's next write)."""
+        link.last_heard = self._now()
+        cls = type(message)
+        if cls is Ping or cls is Pong:
+            return
+        if cls is Metrics or cls is SysInfo:
+            server = link.server
+            pending = self._reports.get(server.workspace_id)
+            if pending is None:
+                pending = self._reports[server.workspace_id] = {}
+            previous = pending.get(server.id)
+            sysinfo = previous.sysinfo if previous else None
+            metrics = previous.metrics if previous else None
+            if isinstance(message, SysInfo):
+                sysinfo = dict(message.info)
+            elif isinstance(message, Metrics):
+                metrics = _metrics(message)
+            pending[server.id] = Report(
+                server.id, self.services.servers.clock(), sysinfo=sysinfo, metrics=metrics
+            )
+        elif isinstance(message, CloseChannel):
+            self._fail_pending(message.channel_id, "agent closed the channel")
+        elif isinstance(message, ErrorMessage) and message.channel_id:
+            self._fail_pending(message.channel_id, message.message)
 
     async def _sweep(self) -> None:
         """Every ``report_interval`` (at most every heartbeat): write what the agents
