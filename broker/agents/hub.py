@@ -18,7 +18,6 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -85,15 +84,25 @@ class ServerRef:
 
 @dataclass(eq=False, slots=True)
 class AgentLink:
-    """One connected agent. Kept small: a broker holds thousands of these at rest."""
+    """One connected agent. Kept small: a broker holds thousands of these at rest.
+
+    It is also what the ``Wire`` calls per message once the hub listens (``heard`` and
+    ``left``): one reference instead of a closure or two bound callables per agent."""
 
     server: ServerRef
     credential_id: str
     wire: Wire
     version: str
     channels: tuple[str, ...]
+    hub: AgentHub
     last_heard: float = 0.0
     pinged: int = 0
+
+    def heard(self, message: Message) -> None:
+        self.hub._heard(self, message)
+
+    def left(self, closed: Closed) -> None:
+        self.hub._left(self, closed)
 
 
 @dataclass(eq=False)
@@ -189,7 +198,7 @@ class AgentHub:
         # a task or a suspended coroutine chain of its own (1,000 idle agents: 1,000
         # fewer tasks and stacks); elsewhere (other ASGI servers, test clients) a loop.
         listen = getattr(wire, "listen", None)
-        if listen is not None and listen(partial(self._heard, link), partial(self._left, link)):
+        if listen is not None and listen(link):
             return
         try:
             await self._control_loop(link)
@@ -217,6 +226,7 @@ class AgentHub:
             wire,
             hello.agent_version,
             hello.channels,
+            self,
             self._now(),
         )
 
