@@ -340,6 +340,7 @@ async def coordinator(args: argparse.Namespace) -> None:
 
                     profiler = cProfile.Profile()
                     profiler.enable()
+                print(f"at rest for {args.rest:.0f} s (broker pid {os.getpid()})", flush=True)
                 cpu_start, wall_start = os.times(), time.monotonic()
                 await asyncio.sleep(args.rest)
                 cpu_end, wall_end = os.times(), time.monotonic()
