@@ -16,7 +16,10 @@ Figures, all of the broker process:
 * memory per agent: (VmRSS with all N connected and settled) - (VmRSS after the N
   servers were registered, before any connected), divided by N;
 * CPU at rest: utime + stime over ``--rest`` seconds once all are connected, as a
-  percentage of one core (``os.times()`` of this process: the broker is all it runs).
+  percentage of one core (``os.times()`` of this process: the broker is all it runs),
+  and divided by the pings and metrics the agents sent meanwhile (each ping also costs
+  the broker a pong). ``--ping-every 1`` makes that per-message figure precise on a
+  shared machine; it is a load test, not the product's interval.
 
 Prints figures; asserts nothing. Usage::
 
@@ -78,6 +81,7 @@ async def sim_agent(
     context: ssl.SSLContext | None,
     delay: float,
     counters: dict[str, int],
+    ping_every: float | None = None,
 ) -> None:
     from websockets.asyncio.client import connect
 
@@ -117,6 +121,7 @@ async def sim_agent(
                     if isinstance(event, Welcome):
                         counters["welcomed"] += 1
                         heartbeat, metrics = event.heartbeat_interval, event.metrics_interval
+                        heartbeat = ping_every or heartbeat
                         # the real agent's first ping/metrics come one interval after welcome;
                         # a random phase keeps 1,000 simulated agents from ticking in step
                         next_ping = loop.time() + heartbeat * random.random()
@@ -162,7 +167,9 @@ async def swarm(args: argparse.Namespace) -> None:
 
     async def one(i: int, cred: dict[str, str]) -> None:
         try:
-            await sim_agent(args.url, cred, info, context, ramp * i / len(creds), counters)
+            await sim_agent(
+                args.url, cred, info, context, ramp * i / len(creds), counters, args.ping_every
+            )
         except (OSError, ConnectionClosed, TimeoutError, WebshError) as exc:
             counters["failed"] += 1
             print(f"agent {i} failed: {exc!r}", file=sys.stderr, flush=True)
@@ -307,6 +314,7 @@ async def coordinator(args: argparse.Namespace) -> None:
                 [
                     sys.executable, str(Path(__file__).resolve()), "--swarm", str(creds_file),
                     "--url", ws_url, "--ca-file", str(ca_file),
+                    *(["--ping-every", str(args.ping_every)] if args.ping_every else []),
                 ],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
@@ -340,6 +348,8 @@ async def coordinator(args: argparse.Namespace) -> None:
 
                     profiler = cProfile.Profile()
                     profiler.enable()
+                child.send_signal(signal.SIGUSR1)
+                counted_before = json.loads(await asyncio.to_thread(child.stdout.readline))
                 print(f"at rest for {args.rest:.0f} s (broker pid {os.getpid()})", flush=True)
                 cpu_start, wall_start = os.times(), time.monotonic()
                 await asyncio.sleep(args.rest)
@@ -356,6 +366,7 @@ async def coordinator(args: argparse.Namespace) -> None:
                 await asyncio.to_thread(child.wait, 30)
     used = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
     cpu_percent = 100 * used / (wall_end - wall_start)
+    messages = sum(counters[k] - counted_before[k] for k in ("pings", "metrics"))
     per_agent = (after - before) / max(1, connected)
     print(
         f"connected {connected}/{args.agents} in {took:.1f} s; still connected after the rest "
@@ -373,6 +384,12 @@ async def coordinator(args: argparse.Namespace) -> None:
             f"{per_agent:.1f} KiB",
             f"<= {MEMORY_TARGET_KB} KB",
             per_agent * 1024 <= MEMORY_TARGET_KB * 1000,
+        ),
+        (
+            f"broker CPU per agent message at rest ({messages})",
+            f"{1e6 * used / max(1, messages):.0f} us",
+            "",
+            None,
         ),
         (
             f"broker CPU at rest over {args.rest:.0f} s (one core)",
@@ -398,6 +415,12 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true", help="print where memory went")
     parser.add_argument(
         "--census", action="store_true", help="print live objects per agent, by type"
+    )
+    parser.add_argument(
+        "--ping-every",
+        type=float,
+        help="agents ping this often instead of the heartbeat (a load test of the "
+        "per-message cost, not a product setting)",
     )
     parser.add_argument("--swarm", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
