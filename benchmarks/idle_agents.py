@@ -16,7 +16,10 @@ Figures, all of the broker process:
 * memory per agent: (VmRSS with all N connected and settled) - (VmRSS after the N
   servers were registered, before any connected), divided by N;
 * CPU at rest: utime + stime over ``--rest`` seconds once all are connected, as a
-  percentage of one core (``os.times()`` of this process: the broker is all it runs).
+  percentage of one core (``os.times()`` of this process: the broker is all it runs),
+  and divided by the pings and metrics the agents sent meanwhile (each ping also costs
+  the broker a pong). ``--ping-every 1`` makes that per-message figure precise on a
+  shared machine; it is a load test, not the product's interval.
 
 Prints figures; asserts nothing. Usage::
 
@@ -78,6 +81,7 @@ async def sim_agent(
     context: ssl.SSLContext | None,
     delay: float,
     counters: dict[str, int],
+    ping_every: float | None = None,
 ) -> None:
     from websockets.asyncio.client import connect
 
@@ -117,6 +121,7 @@ async def sim_agent(
                     if isinstance(event, Welcome):
                         counters["welcomed"] += 1
                         heartbeat, metrics = event.heartbeat_interval, event.metrics_interval
+                        heartbeat = ping_every or heartbeat
                         # the real agent's first ping/metrics come one interval after welcome;
                         # a random phase keeps 1,000 simulated agents from ticking in step
                         next_ping = loop.time() + heartbeat * random.random()
@@ -162,7 +167,9 @@ async def swarm(args: argparse.Namespace) -> None:
 
     async def one(i: int, cred: dict[str, str]) -> None:
         try:
-            await sim_agent(args.url, cred, info, context, ramp * i / len(creds), counters)
+            await sim_agent(
+                args.url, cred, info, context, ramp * i / len(creds), counters, args.ping_every
+            )
         except (OSError, ConnectionClosed, TimeoutError, WebshError) as exc:
             counters["failed"] += 1
             print(f"agent {i} failed: {exc!r}", file=sys.stderr, flush=True)
@@ -192,6 +199,72 @@ async def register_servers(broker: Broker, count: int) -> list[dict[str, str]]:
         )
         creds.append({"agent_id": server.id, "secret": secret})
     return creds
+
+
+def _type_name(obj: object) -> str:
+    kind = type(obj)
+    if kind.__name__ == "coroutine":
+        return f"coroutine {getattr(obj, '__qualname__', '?')}"
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _own_size(obj: object) -> int:
+    """``sys.getsizeof``, plus the str/bytes a container holds (not gc-tracked themselves)."""
+    try:
+        size = sys.getsizeof(obj)
+    except TypeError:
+        return 0
+    if isinstance(obj, dict | list | set | tuple):
+        for item in obj.values() if isinstance(obj, dict) else obj:
+            if isinstance(item, str | bytes):
+                size += sys.getsizeof(item)
+    return size
+
+
+def census() -> dict[int, object]:
+    """Every live object the garbage collector tracks, by id (kept alive until compared)."""
+    import gc
+
+    gc.collect()
+    return {id(obj): obj for obj in gc.get_objects()}
+
+
+def print_census(before: dict[int, object], n: int) -> None:
+    """What the objects born since ``before`` are and who holds them, per agent.
+
+    ``sys.getsizeof`` counts an object's own allocation (not what it refers to);
+    untracked objects (str, bytes, ints) are only counted inside the containers holding
+    them. "Held by" is the type of one gc-tracked referrer (a ``__dict__`` or the slots of
+    an instance, a frame's locals, ...).
+    """
+    import gc
+
+    gc.collect()
+    born = {id(obj): obj for obj in gc.get_objects() if id(obj) not in before}
+    born.pop(id(before), None)
+    owner: dict[int, str] = {}
+    for obj in list(born.values()):
+        for ref in gc.get_referents(obj):
+            if id(ref) in born and id(ref) not in owner:
+                owner[id(ref)] = _type_name(obj)
+    by_type: dict[str, list[float]] = {}
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    for key, obj in born.items():
+        name, size = _type_name(obj), _own_size(obj)
+        by_type.setdefault(name, [0, 0])
+        by_type[name][0] += size
+        by_type[name][1] += 1
+        pair = (name, owner.get(key, "-"))
+        by_pair.setdefault(pair, [0, 0])
+        by_pair[pair][0] += size
+        by_pair[pair][1] += 1
+    total = sum(size for size, _ in by_type.values()) / n
+    print(f"census: new gc-tracked objects per agent (of {n}): {total:.0f} B in all")
+    for name, (size, count) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:20]:
+        print(f"  {size / n:>8.0f} B  {count / n:>6.2f}  {name}")
+    print("census: by type and holder")
+    for (name, held), (size, count) in sorted(by_pair.items(), key=lambda kv: -kv[1][0])[:40]:
+        print(f"  {size / n:>8.0f} B  {count / n:>6.2f}  {name}  <-  {held}")
 
 
 async def settle(seconds: float) -> int:
@@ -230,6 +303,7 @@ async def coordinator(args: argparse.Namespace) -> None:
             creds_file = workdir / "creds.json"
             creds_file.write_text(json.dumps(creds))
             before = await settle(3.0)
+            counted = census() if args.census else {}
             if args.tracemalloc:  # where the per-connection memory goes (slows the broker)
                 import tracemalloc
 
@@ -240,6 +314,7 @@ async def coordinator(args: argparse.Namespace) -> None:
                 [
                     sys.executable, str(Path(__file__).resolve()), "--swarm", str(creds_file),
                     "--url", ws_url, "--ca-file", str(ca_file),
+                    *(["--ping-every", str(args.ping_every)] if args.ping_every else []),
                 ],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
@@ -265,12 +340,17 @@ async def coordinator(args: argparse.Namespace) -> None:
                             f"  {stat.size_diff / max(1, connected):>8.0f} B  "
                             f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"
                         )
+                if args.census:
+                    print_census(counted, max(1, connected))
                 profiler = None
                 if args.profile:  # what the broker does at rest, for finding the cost
                     import cProfile
 
                     profiler = cProfile.Profile()
                     profiler.enable()
+                child.send_signal(signal.SIGUSR1)
+                counted_before = json.loads(await asyncio.to_thread(child.stdout.readline))
+                print(f"at rest for {args.rest:.0f} s (broker pid {os.getpid()})", flush=True)
                 cpu_start, wall_start = os.times(), time.monotonic()
                 await asyncio.sleep(args.rest)
                 cpu_end, wall_end = os.times(), time.monotonic()
@@ -286,6 +366,7 @@ async def coordinator(args: argparse.Namespace) -> None:
                 await asyncio.to_thread(child.wait, 30)
     used = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
     cpu_percent = 100 * used / (wall_end - wall_start)
+    messages = sum(counters[k] - counted_before[k] for k in ("pings", "metrics"))
     per_agent = (after - before) / max(1, connected)
     print(
         f"connected {connected}/{args.agents} in {took:.1f} s; still connected after the rest "
@@ -303,6 +384,12 @@ async def coordinator(args: argparse.Namespace) -> None:
             f"{per_agent:.1f} KiB",
             f"<= {MEMORY_TARGET_KB} KB",
             per_agent * 1024 <= MEMORY_TARGET_KB * 1000,
+        ),
+        (
+            f"broker CPU per agent message at rest ({messages})",
+            f"{1e6 * used / max(1, messages):.0f} us",
+            "",
+            None,
         ),
         (
             f"broker CPU at rest over {args.rest:.0f} s (one core)",
@@ -326,6 +413,15 @@ def main() -> None:
     )
     parser.add_argument("--profile", help="write a cProfile of the broker at rest here")
     parser.add_argument("--tracemalloc", action="store_true", help="print where memory went")
+    parser.add_argument(
+        "--census", action="store_true", help="print live objects per agent, by type"
+    )
+    parser.add_argument(
+        "--ping-every",
+        type=float,
+        help="agents ping this often instead of the heartbeat (a load test of the "
+        "per-message cost, not a product setting)",
+    )
     parser.add_argument("--swarm", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--ca-file", help=argparse.SUPPRESS)

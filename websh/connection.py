@@ -32,7 +32,7 @@ from .base import BinaryMessage, Message, TextMessage
 from .catalog import HELLO, WELCOME, ConnectionKind, Side, allowed_messages
 from .channel import Attach, ChannelHello
 from .close_codes import CloseCode
-from .codec import Payload, encode, parse_binary, parse_text, validate_text
+from .codec import Payload, decode_text, encode, fast_text, parse_binary, parse_text, validate_text
 from .common import ErrorMessage, Exit, Ping, Pong
 from .control import ChannelKind, RetryLater
 from .errors import (
@@ -69,6 +69,30 @@ class Connection:
     ``auto_pong`` answers every received ``Ping`` with a ``Pong`` queued in
     ``data_to_send()`` (the ``Ping`` is still reported as an event).
     """
+
+    # A broker holds one per agent and per terminal: no instance __dict__.
+    __slots__ = (
+        "_attach_possible",
+        "_events",
+        "_hello",
+        "_outgoing",
+        "_peer_finished",
+        "_receivable",
+        "_self_finished",
+        "_sendable",
+        "_state",
+        "_welcome",
+        "auto_pong",
+        "channel",
+        "channel_id",
+        "close_code",
+        "close_reason",
+        "error",
+        "kind",
+        "limits",
+        "protocol",
+        "side",
+    )
 
     def __init__(
         self,
@@ -162,6 +186,10 @@ class Connection:
 
     def _decode(self, payload: str | bytes | bytearray | memoryview) -> Message:
         if isinstance(payload, str):
+            fast = fast_text(payload, self.limits)
+            if fast is not None:
+                self._route(type(fast))
+                return fast
             cls, obj = parse_text(payload, self.limits)
             self._route(cls)
             return validate_text(cls, obj, self.limits)
@@ -286,7 +314,7 @@ class Connection:
         payload = encode(message)
         assert isinstance(payload, str)
         try:  # refuse to emit anything our own receiver would refuse
-            validate_text(*parse_text(payload, self.limits), limits=self.limits)
+            decode_text(payload, self.limits)
         except ProtocolError as exc:
             raise UsageError(f"refusing to send invalid {message.type}: {exc.reason}") from None
         return [payload]
