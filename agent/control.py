@@ -684,21 +684,13 @@ class Agent:
         """Read what the pty has (up to ``_READ_COALESCE``) and send it as one output."""
         if terminal.closed:
             return
-        chunks: list[bytes] = []
-        size = 0
         try:
-            while size < _READ_COALESCE:
-                data = terminal.read()
-                if not data:  # None: nothing more now; b"": end of output
-                    break
-                chunks.append(data)
-                size += len(data)
-                if size < _SHORT_READ:
-                    break
+            data = terminal.read_burst(_READ_COALESCE, _SHORT_READ)
         except TerminalError as exc:
             log.warning("channel %s: %s", channel_id, exc)
-        if chunks and channel is not None:
-            channel.output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            return
+        if data and channel is not None:
+            channel.output(data)
 
     def _flush_terminal(self, channel_id: str) -> None:
         terminal = self.terminals.get(channel_id)

@@ -66,10 +66,12 @@ class OutputBuffer:
         if len(data) >= self._capacity:
             self._data = bytearray(data[-self._capacity :])
         else:
-            self._data += data
-            excess = len(self._data) - self._capacity
+            # make room first, so the buffer never grows past its capacity (a pty burst
+            # of 64 KiB would otherwise take the allocation to capacity + 64 KiB)
+            excess = len(self._data) + len(data) - self._capacity
             if excess > 0:
                 del self._data[:excess]
+            self._data += data
         return start
 
     def since(self, offset: int) -> Replay:

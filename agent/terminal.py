@@ -156,6 +156,47 @@ class Terminal:
         self.buffer.append(data)
         return data
 
+    def read_burst(self, limit: int, short: int) -> bytes | None:
+        """Read until the pty is empty or ``limit`` bytes are gathered; append them once.
+
+        A pty hands out at most about 4 KiB per read, so a stream takes many reads; this
+        is ``read`` in a loop without its per-call overhead. A first read shorter than
+        ``short`` (an echo, a prompt) is returned at once: another read would only learn
+        that the pty is empty. Returns like ``read``: ``None`` when nothing is available,
+        ``b""`` at end of output (bytes read before the end are returned first).
+        """
+        self._check_open()
+        if self._eof:
+            return b""
+        fd = self._fd
+        chunks: list[bytes] = []
+        size = 0
+        failure: OSError | None = None
+        while size < limit:
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    failure = exc
+                    break
+                data = b""
+            if not data:
+                self._eof = True
+                break
+            chunks.append(data)
+            size += len(data)
+            if size < short:
+                break
+        if not chunks:
+            if failure is not None:
+                raise TerminalError(f"pty read failed: {failure.strerror}") from failure
+            return b"" if self._eof else None
+        output = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.buffer.append(output)
+        return output  # a failure after some output shows again on the next read
+
     @property
     def output_offset(self) -> int:
         """Total output bytes produced so far (the offset after the newest byte)."""

@@ -79,28 +79,39 @@ def accept_key(key: str) -> str:
     return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
-_IDENTITY = int.from_bytes(bytes(range(256)), "big")
-_ONES = int.from_bytes(b"\x01" * 256, "big")
-#: From this size on, four ``bytes.translate`` passes (one per key byte, over every
-#: fourth byte) beat the big-integer XOR, whose conversions grow faster than the data:
-#: about half the time for a 64 KiB output.
-_TRANSLATE_FROM = 16384
+#: Masking XORs the payload with the key repeated, as big integers, one chunk at a time:
+#: the conversions of a 4 KiB chunk cost about what its bytes do, where one conversion
+#: of a whole 64 KiB output grows faster, and four ``bytes.translate`` passes over every
+#: fourth byte pay for the strided copies (this is about 15 % faster than the latter).
+_CHUNK = 4096
+#: ``sum(2 ** (32 * j) for j in range(_CHUNK // 4))``: times a 32-bit key, the key
+#: repeated over a whole chunk.
+_ONES = int.from_bytes(b"\0\0\0\x01" * (_CHUNK // 4), "big")
 
 
 def _mask(data: bytes, key: bytes) -> bytes | bytearray:
     """XOR ``data`` with the 4-byte ``key`` repeated, without a Python loop per byte."""
-    if not data:
-        return b""
     size = len(data)
-    if size < _TRANSLATE_FROM:
-        repeated = key * (size // 4) + key[: size % 4]
-        number = int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")
-        return number.to_bytes(size, "big")
-    out = bytearray(data)
-    for lane in range(4):
-        table = (_IDENTITY ^ (key[lane] * _ONES)).to_bytes(256, "big")  # b -> b ^ key[lane]
-        out[lane::4] = data[lane::4].translate(table)
+    if size <= _CHUNK:
+        return _mask_chunk(data, key) if size else b""
+    out = bytearray(size)
+    view = memoryview(data)
+    repeated = int.from_bytes(key, "big") * _ONES
+    whole = size - size % _CHUNK
+    for start in range(0, whole, _CHUNK):
+        stop = start + _CHUNK
+        chunk = int.from_bytes(view[start:stop], "big") ^ repeated
+        out[start:stop] = chunk.to_bytes(_CHUNK, "big")
+    if whole < size:  # chunks are a multiple of 4 bytes: the key starts over here
+        out[whole:] = _mask_chunk(view[whole:], key)
     return out
+
+
+def _mask_chunk(data: bytes | memoryview, key: bytes) -> bytes:
+    """``data`` (at most ``_CHUNK`` bytes) XOR ``key`` repeated from its first byte."""
+    size = len(data)
+    repeated = key * (size // 4) + key[: size % 4]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
 
 
 def encode_frame(

@@ -18,6 +18,7 @@ from websockets.frames import Close as WsClose
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
+from websockets.utils import apply_mask
 
 from agent.errors import AgentError, FrameError, HandshakeError, MessageTooLarge, TransportError
 from agent.wsframe import (
@@ -282,6 +283,19 @@ def test_encode_frame_matches_websockets_serialize() -> None:
         ours = encode_frame(0x2, payload, fin=False)
         theirs = Frame(Opcode.BINARY, payload, fin=False).serialize(mask=False)
         assert ours == theirs
+
+
+def test_masking_matches_websockets_serialize_across_chunk_edges() -> None:
+    """Large payloads are masked 4 KiB at a time; every size around the edges and odd
+    tails still gets the key repeated from the payload's first byte."""
+    key = b"\x9a\x03\xf1\x5c"
+    for size in (1, 3, 4095, 4096, 4097, 8191, 8192, 8195, 65536, 65539, 70001):
+        payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+        head = encode_frame(0x2, b"", mask_key=key)[:2]
+        frame = encode_frame(0x2, payload, mask_key=key)
+        masked = frame[frame.index(key, len(head)) + 4 :]
+        assert len(masked) == size
+        assert apply_mask(masked, key) == payload, size
 
 
 def test_fragmented_message_with_interleaved_ping() -> None:
