@@ -117,6 +117,18 @@ def make_data_file(path: Path, size_mb: int) -> None:
     path.chmod(0o644)
 
 
+def print_cpu(title: str, cpu: dict[str, float], output_done: str) -> None:
+    """One process's CPU per keystroke echoed and per MB of output, from its counters."""
+    print(title)
+    if cpu["keys"]:
+        print(
+            f"  per keystroke echoed (key in, echo out): {cpu['echo'] / cpu['keys'] * 1e6:.0f} us"
+        )
+    if cpu["bytes"]:
+        per_mb = cpu["output"] / cpu["bytes"] * 1e6 * 1e3
+        print(f"  per MB of terminal output {output_done}: {per_mb:.1f} ms")
+
+
 # --------------------------------------------------------------------------- the broker
 
 
@@ -499,20 +511,17 @@ def run(args: argparse.Namespace) -> None:
 
         if broker_cpu["keys"] or broker_cpu["bytes"]:
             print()
-            print("broker process CPU (user + system) while its path was measured:")
-            if broker_cpu["keys"]:
-                per_key = broker_cpu["echo"] / broker_cpu["keys"] * 1e6
-                print(f"  per keystroke echoed (key in, echo out): {per_key:.0f} us")
-            if broker_cpu["bytes"]:
-                per_mb = broker_cpu["output"] / broker_cpu["bytes"] * 1e6 * 1e3
-                print(f"  per MB of terminal output relayed and recorded: {per_mb:.1f} ms")
-            print("agent process CPU (user + system) while the agent-direct path was measured:")
-            if agent_cpu["keys"]:
-                per_key = agent_cpu["echo"] / agent_cpu["keys"] * 1e6
-                print(f"  per keystroke echoed (key in, echo out): {per_key:.0f} us")
-            if agent_cpu["bytes"]:
-                per_mb = agent_cpu["output"] / agent_cpu["bytes"] * 1e6 * 1e3
-                print(f"  per MB of terminal output sent: {per_mb:.1f} ms")
+            print_cpu(
+                "broker process CPU (user + system) while its path was measured:",
+                broker_cpu,
+                "relayed and recorded",
+            )
+        if agent_cpu["keys"] or agent_cpu["bytes"]:
+            print_cpu(
+                "agent process CPU (user + system) while the agent-direct path was measured:",
+                agent_cpu,
+                "sent",
+            )
 
         for term in terms.values():
             term.close()
