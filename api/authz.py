@@ -145,7 +145,8 @@ async def authorize(
     (``policy-denied``, ``mfa-required``, ``approval-required``).
 
     ``hidden`` replaces a policy *denial* with the given problem (a 404) where saying
-    "forbidden" would reveal that someone else's thing exists; it is audited all the same.
+    "forbidden" would reveal that someone else's thing exists; it is audited all the same,
+    once, as the denial (with the policy's rule), not again as ``api.not_found``.
     """
     needed = ACTIONS[action]  # an unknown action is a programming error: fail loudly
     if not scope_allows(principal.scope, needed):
@@ -172,6 +173,7 @@ async def authorize(
             resource=resource,
         )
         if hidden is not None and decision.effect is Effect.DENY:
+            request.state.refusal_audited = True  # the 404 is not audited a second time
             raise hidden
         raise decision_problem(decision)
     return decision

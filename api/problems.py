@@ -127,7 +127,7 @@ async def problem_handler(request: Request, exc: Exception) -> Response:
     problem = to_problem(exc)
     if type(problem) is ApiError:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    if problem.status == 404:
+    if problem.status == 404 and not getattr(request.state, "refusal_audited", False):
         await audit_not_found(request, problem.detail)
     return problem_response(
         request, problem.status, problem.code, problem.title, problem.detail, **problem.extra

@@ -86,7 +86,7 @@ async def test_nobody_resets_their_own_mfa_and_the_refusal_is_audited(api: Api) 
 
 async def test_approvals_own_or_by_policy(api: Api) -> None:
     """A user sees and decides only approvals they asked for or are named on; anyone
-    else's is a 404, audited as the action the policy refused; staff see all."""
+    else's is a 404, audited once, as the action the policy refused; staff see all."""
     _, user = await api.token(api.user)
     theirs = await api.services.approvals.request(
         api.ws, requester_id=api.root, command="reboot", approvers=[api.staff]
@@ -101,6 +101,8 @@ async def test_approvals_own_or_by_policy(api: Api) -> None:
     approve = await api.call("POST", f"/api/v1/approvals/{theirs.id}/approve", user, {})
     assert_problem(approve, 404, "not-found")
     assert await _denied(api, api.user) == ["approvals.read", "approvals.decide"]
+    # Each hidden refusal is one event, the denial with its rule, not also an api.not_found.
+    assert [e for e in await api.events("api.not_found") if e.actor_id == api.user] == []
     every = await api.call("GET", "/api/v1/approvals", api.staff_token)
     assert {a["id"] for a in every.json()["approvals"]} == {mine.id, theirs.id}
     decided = await api.call("POST", f"/api/v1/approvals/{theirs.id}/approve", api.staff_token, {})
