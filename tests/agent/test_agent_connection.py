@@ -184,7 +184,9 @@ def test_streaming_output_is_sent_in_large_messages(
 ) -> None:
     """Read as soon as it is readable, a pty hands out about 4 KiB at a time; streaming
     output leaves in bigger messages (the agent reads until the pty is empty), and every
-    byte arrives."""
+    byte arrives. How many reads a message gathers depends on how far the shell got ahead
+    of the agent, which the machine's load decides, so the check is that messages do
+    gather several reads, not how many on average."""
     running = agent_factory(me_bash)
     control, _ = handshake(peer)
     channel = open_channel(peer, control, terminal_request())
@@ -198,7 +200,7 @@ def test_streaming_output_is_sent_in_large_messages(
             sizes.append(len(event.data))
             out += bytes(event.data)
     assert out.count(b"x") >= 2_000_000
-    assert sum(sizes) / len(sizes) > 8192  # about 4 KiB without coalescing, 50 KiB with
+    assert max(sizes) > 8192  # never above about 4 KiB without coalescing
     channel.send(Input(data=b"exit\n"))
     until(channel, Exit)
     assert running.stop() == 0
