@@ -329,6 +329,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sshd_sessions(listener: int) -> list[int]:
+    """The sshd processes serving the connections of the listening sshd ``listener``: its
+    descendants named sshd (per connection a privileged monitor and the unprivileged
+    process that reads the pty or the channel and does the crypto), not the login shell
+    or anything it runs."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1]
+        children.setdefault(int(fields.split()[1]), []).append((int(entry), name))
+    found: list[int] = []
+    queue = [listener]
+    while queue:
+        for pid, name in children.get(queue.pop(), []):
+            if name.startswith("sshd"):  # sshd, or sshd-session from OpenSSH 9.8 on
+                found.append(pid)
+                queue.append(pid)
+    return sorted(found)
+
+
+def total_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 @contextlib.contextmanager
 def measuring(terms: dict[str, Terminal], active: Terminal) -> Iterator[None]:
     """Measure ``active``; meanwhile the other WebSocket terminals answer pings in a
@@ -429,11 +459,19 @@ def run(args: argparse.Namespace) -> None:
             "Corral via broker": lambda: broker.open_session()[0],  # type: ignore[union-attr]
             "Corral, agent directly": direct.open_terminal,
         }
+        # The sshd processes of the ssh -J terminal: on the bastion, all of them; on the
+        # target, the ones that came with it (the "ssh direct" terminal has its own).
+        target_sshd, bastion_sshd = (process.pid for process in ssh.processes)
+        jump_sshd: dict[str, list[int]] = {}
         for name, opener in openers.items():
+            earlier = sshd_sessions(target_sshd)
             term = opener()
             if isinstance(term, FdTerminal):  # the Corral openers waited already
                 wait_prompt(term)
             terms[name] = term
+            if name == "ssh -J bastion":
+                jump_sshd["target"] = sorted(set(sshd_sessions(target_sshd)) - set(earlier))
+                jump_sshd["bastion"] = sshd_sessions(bastion_sshd)
         echo_stats: dict[str, Stats] = {}
         # The broker process's own CPU while its path is measured: a cost per keystroke and
         # per MB that, unlike the latencies, hardly depends on what else the machine runs.
@@ -442,6 +480,11 @@ def run(args: argparse.Namespace) -> None:
         # agent costs per keystroke and per MB, whichever path it serves.
         direct_agent = agents[1].pid
         agent_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
+        # The same for the two sshd of the ssh -J path: the target's (reads the pty,
+        # encrypts: the agent's work) and the bastion's (relays: the broker's).
+        sshd_cpu = {
+            side: {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0} for side in jump_sshd
+        }
         if args.keys > 0:
             echo: dict[str, list[float]] = {name: [] for name in terms}
             per_round = max(1, args.keys // args.rounds)
@@ -450,8 +493,13 @@ def run(args: argparse.Namespace) -> None:
                 for name, term in terms.items():
                     cpu_before = cpu_seconds(broker.pid)
                     agent_before = cpu_seconds(direct_agent)
+                    sshd_before = {side: total_cpu_seconds(p) for side, p in jump_sshd.items()}
                     with measuring(terms, term):
                         echo[name] += echo_latencies(term, per_round, warm)
+                    if name == "ssh -J bastion":
+                        for side, pids in jump_sshd.items():
+                            sshd_cpu[side]["echo"] += total_cpu_seconds(pids) - sshd_before[side]
+                            sshd_cpu[side]["keys"] += per_round + warm
                     if name == "Corral via broker":
                         broker_cpu["echo"] += cpu_seconds(broker.pid) - cpu_before
                         broker_cpu["keys"] += per_round + warm
@@ -481,10 +529,15 @@ def run(args: argparse.Namespace) -> None:
                 for name in tp_paths:
                     cpu_before = cpu_seconds(broker.pid)
                     agent_before = cpu_seconds(direct_agent)
+                    sshd_before = {side: total_cpu_seconds(p) for side, p in jump_sshd.items()}
                     with measuring(terms, terms[name]):
                         received, took = throughput(terms[name], str(data_file))
                     rates[name].append(received / took / 1e6)
                     sizes[name] = received
+                    if name == "ssh -J bastion":
+                        for side, pids in jump_sshd.items():
+                            sshd_cpu[side]["output"] += total_cpu_seconds(pids) - sshd_before[side]
+                            sshd_cpu[side]["bytes"] += received
                     if name == "Corral via broker":
                         broker_cpu["output"] += cpu_seconds(broker.pid) - cpu_before
                         broker_cpu["bytes"] += received
@@ -522,6 +575,16 @@ def run(args: argparse.Namespace) -> None:
                 agent_cpu,
                 "sent",
             )
+
+        for side, role in (("target", "reads the pty, encrypts"), ("bastion", "relays")):
+            cpu = sshd_cpu.get(side)
+            if cpu and (cpu["keys"] or cpu["bytes"]):
+                print_cpu(
+                    f"{side} sshd processes' CPU ({len(jump_sshd[side])}: {role}) while the "
+                    "ssh -J path was measured:",
+                    cpu,
+                    "sent" if side == "target" else "relayed",
+                )
 
         for term in terms.values():
             term.close()
