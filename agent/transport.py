@@ -338,7 +338,7 @@ class WebSocketClient:
 
     # -- bytes out: WebSocket bytes -> TLS records -> the socket ---------------------------
 
-    def _send_wire(self, data: bytes) -> None:
+    def _send_wire(self, data: bytes | bytearray) -> None:
         """Encrypt (under TLS) and write ``data``, queueing what the kernel does not take."""
         if not data:
             return
@@ -363,7 +363,7 @@ class WebSocketClient:
             else:
                 self._write(records)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         """Write ``data`` now (nothing is queued); queue what the kernel did not take."""
         assert self._sock is not None
         try:

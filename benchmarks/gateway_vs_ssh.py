@@ -117,16 +117,37 @@ def make_data_file(path: Path, size_mb: int) -> None:
     path.chmod(0o644)
 
 
-def print_cpu(title: str, cpu: dict[str, float], output_done: str) -> None:
-    """One process's CPU per keystroke echoed and per MB of output, from its counters."""
-    print(title)
-    if cpu["keys"]:
-        print(
-            f"  per keystroke echoed (key in, echo out): {cpu['echo'] / cpu['keys'] * 1e6:.0f} us"
-        )
-    if cpu["bytes"]:
-        per_mb = cpu["output"] / cpu["bytes"] * 1e6 * 1e3
-        print(f"  per MB of terminal output {output_done}: {per_mb:.1f} ms")
+class CpuMeter:
+    """The CPU (user + system, from ``/proc``) some processes use while one path is
+    measured: per keystroke echoed and per MB of output, figures that, unlike latencies,
+    hardly depend on what else the machine runs."""
+
+    def __init__(self, path: str, pids: list[int], title: str, output_done: str) -> None:
+        self.path, self.pids, self.title, self.output_done = path, pids, title, output_done
+        self.cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
+        self._before = 0.0
+
+    def start(self, path: str) -> None:
+        if path == self.path:
+            self._before = total_cpu_seconds(self.pids)
+
+    def stop(self, path: str, kind: str, count: float) -> None:
+        """``kind`` "echo" (``count`` keys) or "output" (``count`` bytes)."""
+        if path == self.path:
+            self.cpu[kind] += total_cpu_seconds(self.pids) - self._before
+            self.cpu["keys" if kind == "echo" else "bytes"] += count
+
+    def print(self) -> None:
+        cpu = self.cpu
+        if not (cpu["keys"] or cpu["bytes"]):
+            return
+        print(self.title)
+        if cpu["keys"]:
+            per_key = cpu["echo"] / cpu["keys"] * 1e6
+            print(f"  per keystroke echoed (key in, echo out): {per_key:.0f} us")
+        if cpu["bytes"]:
+            per_mb = cpu["output"] / cpu["bytes"] * 1e6 * 1e3
+            print(f"  per MB of terminal output {self.output_done}: {per_mb:.1f} ms")
 
 
 # --------------------------------------------------------------------------- the broker
@@ -329,6 +350,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(root: int, prefix: str) -> list[int]:
+    """``root``'s descendants whose command name starts with ``prefix``, through such
+    processes only: under a listening sshd and ``"sshd"``, per connection a privileged
+    monitor and the unprivileged process that reads the pty or the channel and does the
+    crypto (``sshd-session`` from OpenSSH 9.8 on), not the login shell or what it runs."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1]
+        children.setdefault(int(fields.split()[1]), []).append((int(entry), name))
+    found: list[int] = []
+    queue = [root]
+    while queue:
+        for pid, name in children.get(queue.pop(), []):
+            if name.startswith(prefix):
+                found.append(pid)
+                queue.append(pid)
+    return sorted(found)
+
+
+def total_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 @contextlib.contextmanager
 def measuring(terms: dict[str, Terminal], active: Terminal) -> Iterator[None]:
     """Measure ``active``; meanwhile the other WebSocket terminals answer pings in a
@@ -429,35 +480,75 @@ def run(args: argparse.Namespace) -> None:
             "Corral via broker": lambda: broker.open_session()[0],  # type: ignore[union-attr]
             "Corral, agent directly": direct.open_terminal,
         }
+        # The sshd processes of the ssh -J terminal: on the bastion, all of them; on the
+        # target, the ones that came with it (the "ssh direct" terminal has its own).
+        target_sshd, bastion_sshd = (process.pid for process in ssh.processes)
+        jump_sshd: dict[str, list[int]] = {}
         for name, opener in openers.items():
+            earlier = descendants(target_sshd, "sshd")
             term = opener()
             if isinstance(term, FdTerminal):  # the Corral openers waited already
                 wait_prompt(term)
             terms[name] = term
+            if name == "ssh -J bastion":
+                jump_sshd["target"] = sorted(set(descendants(target_sshd, "sshd")) - set(earlier))
+                jump_sshd["bastion"] = descendants(bastion_sshd, "sshd")
+        jump = terms["ssh -J bastion"]
+        assert isinstance(jump, FdTerminal)
+        ssh_clients = [jump.process.pid, *descendants(jump.process.pid, "ssh")]  # + ssh -W
         echo_stats: dict[str, Stats] = {}
-        # The broker process's own CPU while its path is measured: a cost per keystroke and
-        # per MB that, unlike the latencies, hardly depends on what else the machine runs.
-        broker_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
-        # The same for the agent of the "agent directly" path (no broker in it): what the
-        # agent costs per keystroke and per MB, whichever path it serves.
-        direct_agent = agents[1].pid
-        agent_cpu = {"echo": 0.0, "keys": 0.0, "output": 0.0, "bytes": 0.0}
+        # The broker's agent is the broker's; the agent of the "agent directly" path (no
+        # broker in it) shows what the agent costs, whichever path it serves. The target
+        # sshd does the agent's work on the ssh -J path, the bastion's the broker's. The
+        # clients: ssh and its ProxyJump ``ssh -W`` plus this process reading their
+        # pipe, against this process alone speaking WebSocket over TLS to the broker.
+        this = [os.getpid()]
+        meters = [
+            CpuMeter(
+                "Corral via broker", [broker.pid],
+                "broker process CPU (user + system) while its path was measured:",
+                "relayed and recorded",
+            ),
+            CpuMeter(
+                "Corral, agent directly", [agents[1].pid],
+                "agent process CPU (user + system) while the agent-direct path was measured:",
+                "sent",
+            ),
+            CpuMeter(
+                "ssh -J bastion", jump_sshd["target"],
+                f"target sshd processes' CPU ({len(jump_sshd['target'])}: read the pty, "
+                "encrypt) while the ssh -J path was measured:",
+                "sent",
+            ),
+            CpuMeter(
+                "ssh -J bastion", jump_sshd["bastion"],
+                f"bastion sshd processes' CPU ({len(jump_sshd['bastion'])}: relay) while "
+                "the ssh -J path was measured:",
+                "relayed",
+            ),
+            CpuMeter(
+                "Corral via broker", this,
+                "client CPU, Corral via broker (this process: TLS, WebSocket, websh):",
+                "received",
+            ),
+            CpuMeter(
+                "ssh -J bastion", ssh_clients + this,
+                "client CPU, ssh -J (ssh, its ssh -W and this process reading the pipe):",
+                "received",
+            ),
+        ]  # fmt: skip
         if args.keys > 0:
             echo: dict[str, list[float]] = {name: [] for name in terms}
             per_round = max(1, args.keys // args.rounds)
             warm = args.warmup
             for _ in range(args.rounds):
                 for name, term in terms.items():
-                    cpu_before = cpu_seconds(broker.pid)
-                    agent_before = cpu_seconds(direct_agent)
+                    for meter in meters:
+                        meter.start(name)
                     with measuring(terms, term):
                         echo[name] += echo_latencies(term, per_round, warm)
-                    if name == "Corral via broker":
-                        broker_cpu["echo"] += cpu_seconds(broker.pid) - cpu_before
-                        broker_cpu["keys"] += per_round + warm
-                    if name == "Corral, agent directly":
-                        agent_cpu["echo"] += cpu_seconds(direct_agent) - agent_before
-                        agent_cpu["keys"] += per_round + warm
+                    for meter in meters:
+                        meter.stop(name, "echo", per_round + warm)
                 warm = 10
             echo_stats = {name: stats(values) for name, values in echo.items()}
             print_table(
@@ -479,18 +570,14 @@ def run(args: argparse.Namespace) -> None:
             sizes: dict[str, int] = {}
             for _ in range(args.reps):
                 for name in tp_paths:
-                    cpu_before = cpu_seconds(broker.pid)
-                    agent_before = cpu_seconds(direct_agent)
+                    for meter in meters:
+                        meter.start(name)
                     with measuring(terms, terms[name]):
                         received, took = throughput(terms[name], str(data_file))
+                    for meter in meters:
+                        meter.stop(name, "output", received)
                     rates[name].append(received / took / 1e6)
                     sizes[name] = received
-                    if name == "Corral via broker":
-                        broker_cpu["output"] += cpu_seconds(broker.pid) - cpu_before
-                        broker_cpu["bytes"] += received
-                    if name == "Corral, agent directly":
-                        agent_cpu["output"] += cpu_seconds(direct_agent) - agent_before
-                        agent_cpu["bytes"] += received
             print()
             print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
                   "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
@@ -509,19 +596,9 @@ def run(args: argparse.Namespace) -> None:
                     + f" {tp_median[name]:>8.1f}"
                 )
 
-        if broker_cpu["keys"] or broker_cpu["bytes"]:
-            print()
-            print_cpu(
-                "broker process CPU (user + system) while its path was measured:",
-                broker_cpu,
-                "relayed and recorded",
-            )
-        if agent_cpu["keys"] or agent_cpu["bytes"]:
-            print_cpu(
-                "agent process CPU (user + system) while the agent-direct path was measured:",
-                agent_cpu,
-                "sent",
-            )
+        print()
+        for meter in meters:
+            meter.print()
 
         for term in terms.values():
             term.close()

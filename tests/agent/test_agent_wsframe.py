@@ -286,10 +286,12 @@ def test_encode_frame_matches_websockets_serialize() -> None:
 
 
 def test_masking_matches_websockets_serialize_across_chunk_edges() -> None:
-    """Large payloads are masked 4 KiB at a time; every size around the edges and odd
-    tails still gets the key repeated from the payload's first byte."""
+    """Small payloads are masked as one big integer, large ones one key byte (every
+    fourth payload byte) at a time into the frame; every size around the switch, odd
+    tails and every header length still get the key repeated from the payload's first
+    byte."""
     key = b"\x9a\x03\xf1\x5c"
-    for size in (1, 3, 4095, 4096, 4097, 8191, 8192, 8195, 65536, 65539, 70001):
+    for size in (1, 3, 125, 126, 4095, 4096, 4097, 8191, 8195, 65535, 65536, 65539, 70001):
         payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
         head = encode_frame(0x2, b"", mask_key=key)[:2]
         frame = encode_frame(0x2, payload, mask_key=key)
