@@ -124,6 +124,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_frag_op",
         "_frag_size",
         "_frags",
+        "_held",
         "_key",
         "_listener",
         "_lost",
@@ -179,6 +180,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._disconnect: tuple[int, str] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._listener: Listener | None = None
+        self._held = False
 
     # asyncio.Protocol
 
@@ -597,6 +599,26 @@ class WebSocketProtocol(asyncio.Protocol):
             listener.ended(code, reason)
             return
         self._listener = listener
+
+    def hold(self) -> None:
+        """Queue messages instead of handing them to the listener until :meth:`release`
+        (a listener that must finish something first); reading pauses as for an
+        application that does not read (:data:`READ_HIGH`)."""
+        self._held = True
+        if self._queue is None:
+            self._queue = deque()
+
+    def release(self) -> None:
+        """Hand the listener what was queued while held, in order, then each message as it
+        is parsed again (unless the listener holds once more on the way)."""
+        self._held = False
+        while not self._held and self._listener is not None:
+            message = self.pop()
+            if message is None:
+                break
+            self._listener.heard(message)
+        if not self._held and not self._queue:
+            self._queue = None
 
     def readable(self) -> asyncio.Future[None]:
         """A future done when a message is queued or the connection is closing.
