@@ -202,6 +202,10 @@ class WebSocketProtocol(asyncio.Protocol):
             drainer.set_result(None)
         if exc is None:
             self.transport.close()
+        if not (self._held and self._queue):  # else release() hands the rest over first
+            self._end_listener()
+
+    def _end_listener(self) -> None:
         listener = self._listener
         if listener is not None:
             self._listener = None
@@ -610,7 +614,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def release(self) -> None:
         """Hand the listener what was queued while held, in order, then each message as it
-        is parsed again (unless the listener holds once more on the way)."""
+        is parsed again (unless the listener holds once more on the way). Messages that
+        arrived before the connection was lost are still handed over, then the end."""
         self._held = False
         while not self._held and self._listener is not None:
             message = self.pop()
@@ -619,6 +624,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._listener.heard(message)
         if not self._held and not self._queue:
             self._queue = None
+            if self._lost:
+                self._end_listener()
 
     def readable(self) -> asyncio.Future[None]:
         """A future done when a message is queued or the connection is closing.
