@@ -360,23 +360,35 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _frames(self, data: bytes) -> None:
         buffer = self._buffer
-        if buffer is not None:
-            buffer += data
-            if len(buffer) < self._need:
+        if buffer is None:
+            # One whole, final, short, masked data frame and nothing more (a keystroke, an
+            # echo): what _parse would conclude, without its loop.
+            length = len(data) - 6
+            if (
+                0 < length < 126
+                and (data[0] == 0x82 or data[0] == 0x81)
+                and data[1] == 0x80 | length
+                and length <= self._max_size
+                and self._frags is None
+            ):
+                self._deliver(data[0] & 0x0F, apply_mask(data[6:], data[2:6]))
                 return
-            view = memoryview(buffer)
-            used = self._parse(buffer, view)
+            view = memoryview(data)
+            used = self._parse(data, view)
+            if used < len(data) and self._reading:
+                self._buffer = bytearray(view[used:])
             view.release()
-            if self._buffer is buffer:
-                del buffer[:used]
-                if not buffer:
-                    self._buffer = None
             return
-        view = memoryview(data)
-        used = self._parse(data, view)
-        if used < len(data) and self._reading:
-            self._buffer = bytearray(view[used:])
+        buffer += data
+        if len(buffer) < self._need:
+            return
+        view = memoryview(buffer)
+        used = self._parse(buffer, view)
         view.release()
+        if self._buffer is buffer:
+            del buffer[:used]
+            if not buffer:
+                self._buffer = None
 
     def _parse(self, data: bytes | bytearray, view: memoryview) -> int:
         """Handle every whole frame in ``data``; how many bytes they took."""
@@ -541,6 +553,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if isinstance(data, str):
             payload = data.encode()
             self.transport.write(frame_header(_TEXT, len(payload)) + payload)
+        elif len(data) < 126:  # a keystroke or an echo: the header inline
+            self.transport.write(bytes((0x82, len(data))) + data)
         else:
             self.transport.write(frame_header(_BINARY, len(data)) + data)
 
