@@ -334,7 +334,7 @@ class LiveSession:
 
     async def _send_input(self, data: bytes) -> None:
         try:  # noqa: SIM105 (contextlib.suppress costs a context manager per key)
-            await self.channel.send(Input(data=data))
+            await self.channel.wire.send(Input(data=data))
         except Closed:
             pass
 
