@@ -1,20 +1,23 @@
 """One live terminal session: the agent's channel, its output buffer, its recording and
 the people attached to it.
 
-A single pump task reads the agent's channel and appends every output byte to the buffer
-and the recording; it never waits for any one person's WebSocket. A client that has
-everything so far and nothing else queued is written to by the pump itself
-(:func:`~broker.gateway.eager.start_eagerly`: no task switch unless its transport is full);
-otherwise its own sender task walks the buffer from its cursor, so a slow client only
-falls behind itself. A client further behind than the buffer holds is dropped (it may reconnect
-and resume); the session, the recording and the other clients carry on. Only when even the
-most advanced client is half a buffer behind does the pump pause (TCP then slows the agent,
-the pty and the command), so a client that is merely slower than the host, such as anyone
-running ``cat`` of a big file, is not dropped; a client that stops reading for
-``STALL_SECONDS`` no longer holds it. With its owner not attached the session waits
-``grace_seconds`` for a reconnect before it is closed (participants and observers alone do
-not keep it alive). Participants are told who joins and leaves through their own sender
-task, in order with the output.
+The *pump* takes the agent's channel one message at a time and appends every output byte
+to the buffer and the recording; it never waits for any one person's WebSocket. Under the
+broker's WebSocket protocol it is no task: each message is handled in the callback that
+parsed its frame (:class:`~broker.gateway.inbox.Inbox`), otherwise a task reads the channel.
+A client that has everything so far and nothing else queued is written to by the pump
+itself (:func:`~broker.gateway.eager.start_eagerly`: no task switch unless its transport is
+full), so a keystroke's echo goes out in the callback that read it; otherwise the client's
+own sender task walks the buffer from its cursor, so a slow client only falls behind
+itself. A client further behind than the buffer holds is dropped (it may reconnect and
+resume); the session, the recording and the other clients carry on. Only when even the
+most advanced client is half a buffer behind does the pump pause (the channel is held:
+its reading stops, TCP then slows the agent, the pty and the command), so a client that is
+merely slower than the host, such as anyone running ``cat`` of a big file, is not dropped;
+a client that stops reading for ``STALL_SECONDS`` no longer holds it. With its owner not
+attached the session waits ``grace_seconds`` for a reconnect before it is closed
+(participants and observers alone do not keep it alive). Participants are told who joins
+and leaves through their own sender task, in order with the output.
 """
 
 from __future__ import annotations
