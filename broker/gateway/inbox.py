@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from broker.agents.wire import Closed, Wire
@@ -71,13 +71,7 @@ class Inbox:
                 return
             work = self._handle(message)
             if work is not None:
-                try:
-                    await work
-                except Closed:
-                    pass
-                except Exception:
-                    log.exception("serving a websh message failed")
-                    await self.wire.close(CloseCode.INTERNAL_ERROR, "internal error")
+                await self._complete(work)
 
     async def finished(self) -> None:
         """Return once the wire has closed and the last message's work is done."""
@@ -118,19 +112,26 @@ class Inbox:
 
     # internals
 
-    async def _finish(self, task: asyncio.Task[None]) -> None:
+    async def _complete(self, work: Awaitable[None]) -> bool:
+        """Await one message's work; a failure closes the wire without details (False)."""
         try:
-            await task
-            backlog = self._backlog
-            while backlog and self._ended is None:
-                work = self._handle(backlog.popleft())
-                if work is not None:
-                    await work
+            await work
         except Closed:
             pass
         except Exception:
             log.exception("serving a websh message failed")
             await self.wire.close(CloseCode.INTERNAL_ERROR, "internal error")
+            return False
+        return True
+
+    async def _finish(self, task: asyncio.Task[None]) -> None:
+        try:
+            ok = await self._complete(task)
+            backlog = self._backlog
+            while ok and backlog and self._ended is None:
+                work = self._handle(backlog.popleft())
+                if work is not None:
+                    ok = await self._complete(work)
         finally:
             self._worker = None
             if self._ended is not None:
