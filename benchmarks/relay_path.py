@@ -147,6 +147,7 @@ async def measure(trips: int, gate: bool, folder: Path) -> float:
     live.start()
     client = Client(user_wire, "u", "k", read_only=False, cursor=0)
     live.clients.add(client)
+    # as serve() wires a client; self is only used for a first or refused input (not here)
     handle = GatewaySessions._client_handler(None, live, client)  # type: ignore[arg-type]
     assert Inbox(user_wire, handle).listen()
     agent_peer.data_to_send()
