@@ -124,6 +124,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_frag_op",
         "_frag_size",
         "_frags",
+        "_held",
         "_key",
         "_listener",
         "_lost",
@@ -179,6 +180,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._disconnect: tuple[int, str] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._listener: Listener | None = None
+        self._held = False
 
     # asyncio.Protocol
 
@@ -200,6 +202,10 @@ class WebSocketProtocol(asyncio.Protocol):
             drainer.set_result(None)
         if exc is None:
             self.transport.close()
+        if not (self._held and self._queue):  # else release() hands the rest over first
+            self._end_listener()
+
+    def _end_listener(self) -> None:
         listener = self._listener
         if listener is not None:
             self._listener = None
@@ -354,23 +360,35 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _frames(self, data: bytes) -> None:
         buffer = self._buffer
-        if buffer is not None:
-            buffer += data
-            if len(buffer) < self._need:
+        if buffer is None:
+            # One whole, final, short, masked data frame and nothing more (a keystroke, an
+            # echo): what _parse would conclude, without its loop.
+            length = len(data) - 6
+            if (
+                0 < length < 126
+                and (data[0] == 0x82 or data[0] == 0x81)
+                and data[1] == 0x80 | length
+                and length <= self._max_size
+                and self._frags is None
+            ):
+                self._deliver(data[0] & 0x0F, apply_mask(data[6:], data[2:6]))
                 return
-            view = memoryview(buffer)
-            used = self._parse(buffer, view)
+            view = memoryview(data)
+            used = self._parse(data, view)
+            if used < len(data) and self._reading:
+                self._buffer = bytearray(view[used:])
             view.release()
-            if self._buffer is buffer:
-                del buffer[:used]
-                if not buffer:
-                    self._buffer = None
             return
-        view = memoryview(data)
-        used = self._parse(data, view)
-        if used < len(data) and self._reading:
-            self._buffer = bytearray(view[used:])
+        buffer += data
+        if len(buffer) < self._need:
+            return
+        view = memoryview(buffer)
+        used = self._parse(buffer, view)
         view.release()
+        if self._buffer is buffer:
+            del buffer[:used]
+            if not buffer:
+                self._buffer = None
 
     def _parse(self, data: bytes | bytearray, view: memoryview) -> int:
         """Handle every whole frame in ``data``; how many bytes they took."""
@@ -535,6 +553,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if isinstance(data, str):
             payload = data.encode()
             self.transport.write(frame_header(_TEXT, len(payload)) + payload)
+        elif len(data) < 126:  # a keystroke or an echo: the header inline
+            self.transport.write(bytes((0x82, len(data))) + data)
         else:
             self.transport.write(frame_header(_BINARY, len(data)) + data)
 
@@ -597,6 +617,29 @@ class WebSocketProtocol(asyncio.Protocol):
             listener.ended(code, reason)
             return
         self._listener = listener
+
+    def hold(self) -> None:
+        """Queue messages instead of handing them to the listener until :meth:`release`
+        (a listener that must finish something first); reading pauses as for an
+        application that does not read (:data:`READ_HIGH`)."""
+        self._held = True
+        if self._queue is None:
+            self._queue = deque()
+
+    def release(self) -> None:
+        """Hand the listener what was queued while held, in order, then each message as it
+        is parsed again (unless the listener holds once more on the way). Messages that
+        arrived before the connection was lost are still handed over, then the end."""
+        self._held = False
+        while not self._held and self._listener is not None:
+            message = self.pop()
+            if message is None:
+                break
+            self._listener.heard(message)
+        if not self._held and not self._queue:
+            self._queue = None
+            if self._lost:
+                self._end_listener()
 
     def readable(self) -> asyncio.Future[None]:
         """A future done when a message is queued or the connection is closing.

@@ -84,6 +84,17 @@ class Wire:
         socket.listen(self)
         return True
 
+    def hold(self) -> None:
+        """While listened to: keep later messages queued (reading pauses once enough wait)
+        until :meth:`release`, for a listener that has to finish one message first."""
+        if self._socket is not None:
+            self._socket.hold()
+
+    def release(self) -> None:
+        """Hand the listener what waited since :meth:`hold`, then carry on as before."""
+        if self._socket is not None:
+            self._socket.release()
+
     # broker.websocket.Listener: called by the protocol while listened to
 
     def heard(self, payload: str | bytes) -> None:

@@ -24,11 +24,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from broker.enforce.lines import closed_form
-from broker.enforce.tracker import ACCEPT, LineTracker, State
+from broker.enforce.tracker import ACCEPT, InputStep, LineTracker, State
 from policies import Decision, Effect
 
 __all__ = ["CommandGate", "Verdicts"]
@@ -54,7 +54,7 @@ class Verdicts(Protocol):
         ...
 
 
-Send = Callable[[bytes], Awaitable[None]]
+Send = Callable[[bytes], Coroutine[Any, Any, None]]
 Show = Callable[[bytes], None]
 Audit = Callable[[str, Decision, bool], Awaitable[None]]
 Mark = Callable[[str], None]
@@ -130,6 +130,16 @@ class CommandGate:
                 return
             await self._process(bytes(data))
 
+    def input_now(self, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """:meth:`input` for the relay's per-message callback: an ordinary keystroke at an
+        idle gate is split here and its forward returned unstarted (the caller steps it at
+        once, so it goes out before the next message is read); anything else returns the
+        :meth:`input` coroutine itself. ``None``: nothing to send."""
+        idle = self._code is None and self._cancel is None and not self._busy
+        if idle and not self._lock.locked():
+            return self._stepped(self.tracker.feed_input(data))
+        return self.input(data)
+
     def start(self) -> None:
         """Hold input until the shell's first prompt (type-ahead during start-up would
         otherwise reach bash undecided), or until it is clear no marks will come."""
@@ -154,15 +164,27 @@ class CommandGate:
     async def _process(self, data: bytes) -> None:
         """Forward what may go now; at an Enter, hold it and decide (lock held, or free
         and nothing busy)."""
-        step = self.tracker.feed_input(data)
-        if step.enter is not None:  # held before the forward is awaited: input behind it queues
+        work = self._stepped(self.tracker.feed_input(data))
+        if work is not None:
+            await work
+
+    def _stepped(self, step: InputStep) -> Coroutine[Any, Any, None] | None:
+        """Act on what the tracker split off: the state changes happen here, before the
+        returned send is stepped, so input behind a held Enter queues from now on."""
+        if step.enter is not None:
             self._busy = True
             self._pending[:0] = step.rest
-        if step.forward:
+            return self._forward_then_decide(step.forward)
+        if not step.forward:
+            return None
+        self._last_input = self._clock()
+        return self._send(step.forward)
+
+    async def _forward_then_decide(self, forward: bytes) -> None:
+        if forward:
             self._last_input = self._clock()
-            await self._send(step.forward)
-        if step.enter is not None:
-            self._spawn(self._enter())
+            await self._send(forward)
+        self._spawn(self._enter())
 
     async def _drain(self) -> None:
         async with self._lock:

@@ -28,12 +28,12 @@ COMMAND_ACTION = "session.command"
 
 
 def gate_for(session: LiveSession, verdicts: Verdicts, *, cols: int) -> CommandGate:
-    channel = session.channel
+    wire = session.channel.wire  # DataChannel.send is this wire's send, one frame less per key
 
     async def send(data: bytes) -> None:  # every keystroke: no context manager
         if session.final is None:
             try:  # noqa: SIM105 (contextlib.suppress costs a context manager per key)
-                await channel.send(Input(data=data))
+                await wire.send(Input(data=data))
             except Closed:
                 pass
 

@@ -1,20 +1,23 @@
 """One live terminal session: the agent's channel, its output buffer, its recording and
 the people attached to it.
 
-A single pump task reads the agent's channel and appends every output byte to the buffer
-and the recording; it never waits for any one person's WebSocket. A client that has
-everything so far and nothing else queued is written to by the pump itself
-(:func:`~broker.gateway.eager.start_eagerly`: no task switch unless its transport is full);
-otherwise its own sender task walks the buffer from its cursor, so a slow client only
-falls behind itself. A client further behind than the buffer holds is dropped (it may reconnect
-and resume); the session, the recording and the other clients carry on. Only when even the
-most advanced client is half a buffer behind does the pump pause (TCP then slows the agent,
-the pty and the command), so a client that is merely slower than the host, such as anyone
-running ``cat`` of a big file, is not dropped; a client that stops reading for
-``STALL_SECONDS`` no longer holds it. With its owner not attached the session waits
-``grace_seconds`` for a reconnect before it is closed (participants and observers alone do
-not keep it alive). Participants are told who joins and leaves through their own sender
-task, in order with the output.
+The *pump* takes the agent's channel one message at a time and appends every output byte
+to the buffer and the recording; it never waits for any one person's WebSocket. Under the
+broker's WebSocket protocol it is no task: each message is handled in the callback that
+parsed its frame (:class:`~broker.gateway.inbox.Inbox`), otherwise a task reads the channel.
+A client that has everything so far and nothing else queued is written to by the pump
+itself (:func:`~broker.gateway.eager.start_eagerly`: no task switch unless its transport is
+full), so a keystroke's echo goes out in the callback that read it; otherwise the client's
+own sender task walks the buffer from its cursor, so a slow client only falls behind
+itself. A client further behind than the buffer holds is dropped (it may reconnect and
+resume); the session, the recording and the other clients carry on. Only when even the
+most advanced client is half a buffer behind does the pump pause (the channel is held:
+its reading stops, TCP then slows the agent, the pty and the command), so a client that is
+merely slower than the host, such as anyone running ``cat`` of a big file, is not dropped;
+a client that stops reading for ``STALL_SECONDS`` no longer holds it. With its owner not
+attached the session waits ``grace_seconds`` for a reconnect before it is closed
+(participants and observers alone do not keep it alive). Participants are told who joins
+and leaves through their own sender task, in order with the output.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,7 @@ from broker.audit import SYSTEM, Actor, Category, Outcome
 from broker.errors import CorralError
 from broker.gateway.buffer import OutputBuffer
 from broker.gateway.eager import start_eagerly
+from broker.gateway.inbox import Inbox
 from broker.gateway.recorder import AsciicastRecorder
 from broker.services import Services
 from broker.store.models import SessionStatus
@@ -152,7 +156,9 @@ class LiveSession:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._pump = asyncio.create_task(self._run_pump(), name=f"session-pump-{self.id}")
+        inbox = Inbox(self.channel.wire, self._from_agent, self._agent_left)
+        if not inbox.listen():  # the channel cannot call back: a task reads it instead
+            self._pump = asyncio.create_task(inbox.run(), name=f"session-pump-{self.id}")
         self._arm_grace()
         self._last_traffic = self._loop.time()
         self._arm_idle_ping()
@@ -181,29 +187,30 @@ class LiveSession:
         with contextlib.suppress(Closed):
             await self.channel.send(ping)
 
-    async def _run_pump(self) -> None:
-        receive, output = self.channel.receive, self._output
-        try:
-            while True:
-                message = await receive()
-                if type(message) is Output:
-                    if not output(message.data):  # nobody caught up: maybe wait for them
-                        await self._backpressure()
-                elif isinstance(message, Exit):
-                    await self.end(message, reason=_exit_reason(message))
-                    return
-                elif isinstance(message, ErrorMessage):
-                    log.warning("session %s: agent error %s", self.id, message.code)
-        except Closed:
-            if self.final is None:
-                await self.end(
+    def _from_agent(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """One message from the agent's channel, in the callback that parsed it (or the
+        pump's loop): output to everyone at once; what must wait is returned."""
+        if self.final is not None:
+            return None
+        if type(message) is Output:
+            if not self._output(message.data) and self._behind():
+                return self._backpressure()  # nobody caught up: wait for them
+        elif isinstance(message, Exit):
+            return self.end(message, reason=_exit_reason(message))
+        elif isinstance(message, ErrorMessage):
+            log.warning("session %s: agent error %s", self.id, message.code)
+        return None
+
+    def _agent_left(self, closed: Closed) -> None:
+        if self.final is None:
+            self._spawn(
+                self.end(
                     Terminated(reason="the server's agent went away"),
                     reason="agent connection lost",
                     terminated=True,
                     code=CloseCode.INTERNAL_ERROR,
                 )
-        except CorralError:
-            log.exception("session %s: pump failed", self.id)
+            )
 
     def _output(self, data: bytes, *, injected: bool = False) -> bool:
         """Shell output (or, ``injected``, the gate's own messages) to clients and recording.
@@ -252,12 +259,17 @@ class LiveSession:
         self._progress.set()
         return True
 
+    def _behind(self) -> bool:
+        """Even the most advanced attached client is half a buffer behind."""
+        if self._stalled:
+            return False
+        cursors = [c.cursor for c in self.clients if c.cursor is not None]
+        return bool(cursors) and self.buffer.end - max(cursors) > self.buffer.limit // 2
+
     async def _backpressure(self) -> None:
-        """Wait while even the most advanced attached client is half a buffer behind."""
-        while not self._stalled and self.final is None:
-            cursors = [c.cursor for c in self.clients if c.cursor is not None]
-            if not cursors or self.buffer.end - max(cursors) <= self.buffer.limit // 2:
-                return
+        """Stop taking the agent's output while :meth:`_behind` (the channel's reading
+        pauses, so TCP slows the agent, the pty and the command)."""
+        while self.final is None and self._behind():
             self._progress.clear()
             try:
                 await asyncio.wait_for(self._progress.wait(), STALL_SECONDS)
@@ -313,13 +325,21 @@ class LiveSession:
 
     # --------------------------------------------------------------- the terminal
 
-    async def input(self, data: bytes) -> None:
-        if self.final is None:
-            if self.gate is not None:
-                await self.gate.input(data)
-                return
-            with contextlib.suppress(Closed):
-                await self.channel.send(Input(data=data))
+    def input(self, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """Keystrokes toward the shell: ``None`` when nothing is to be sent, else the
+        coroutine that sends them, to be started at once (keystrokes reach the shell in
+        the order these are started; see :class:`~broker.gateway.inbox.Inbox`)."""
+        if self.final is not None:
+            return None
+        if self.gate is not None:
+            return self.gate.input_now(data)
+        return self._send_input(data)
+
+    async def _send_input(self, data: bytes) -> None:
+        try:  # noqa: SIM105 (contextlib.suppress costs a context manager per key)
+            await self.channel.wire.send(Input(data=data))
+        except Closed:
+            pass
 
     async def resize(self, cols: int, rows: int) -> None:
         if self.final is None:

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -33,6 +34,7 @@ from broker.enforce import (
 from broker.errors import CorralError, NotFound
 from broker.gateway.access import AccessResolver, PolicyAccessResolver, check_open
 from broker.gateway.errors import AccessDenied, SessionUnavailable
+from broker.gateway.inbox import Handle, Inbox
 from broker.gateway.recorder import AsciicastRecorder
 from broker.gateway.session import IDLE_PING_SECONDS, Client, LiveSession
 from broker.gateway.shares import Share, ShareBook, ShareRefused
@@ -52,6 +54,7 @@ from websh import (
     ConnectionKind,
     Input,
     Limits,
+    Message,
     Resize,
     Resume,
     Side,
@@ -493,40 +496,52 @@ class GatewaySessions:
             share_id=ticket.share_id,
         )
         await live.attach(client)
+        inbox = Inbox(wire, self._client_handler(live, client))
         try:
-            await self._client_loop(live, client)
+            if not inbox.listen():  # the socket cannot call back: read it in this task
+                await inbox.run()
+            await inbox.finished()
+            closed = inbox.closed
+            if closed is not None and wire.connection.error is not None:
+                await self._audit_refusal(
+                    live.workspace_id,
+                    "session.client_protocol_error",
+                    client.actor,
+                    live.id,
+                    f"close {closed.code}: {closed.reason}",
+                    category=Category.RESOURCE_ACCESS,
+                    server_id=live.server_id,
+                )
         finally:
             await live.detach(client)
 
-    async def _client_loop(self, live: LiveSession, client: Client) -> None:
-        wire = client.wire
-        while True:
-            try:
-                message = await wire.receive()
-            except Closed as closed:
-                if wire.connection.error is not None:
-                    await self._audit_refusal(
-                        live.workspace_id,
-                        "session.client_protocol_error",
-                        client.actor,
-                        live.id,
-                        f"close {closed.code}: {closed.reason}",
-                        category=Category.RESOURCE_ACCESS,
-                        server_id=live.server_id,
-                    )
-                return
-            if isinstance(message, Input):
-                if client.cursor is None:
-                    await live.resume(client, live.buffer.start)
-                if client.read_only:
-                    await live.refuse_input(client)
-                else:
-                    await live.input(message.data)
-            elif isinstance(message, Resize):
-                if not client.read_only:
-                    await live.resize(message.cols, message.rows)
-            elif isinstance(message, Resume):
-                await live.resume(client, message.offset)
+    def _client_handler(self, live: LiveSession, client: Client) -> Handle:
+        """What a person's messages do, each handled as it arrives (see ``Inbox``)."""
+
+        def handle(message: Message) -> Coroutine[Any, Any, None] | None:
+            if type(message) is Input:
+                if client.cursor is not None and not client.read_only:
+                    return live.input(message.data)  # every ordinary keystroke
+                return self._first_or_refused_input(live, client, message.data)
+            if isinstance(message, Resize):
+                return None if client.read_only else live.resize(message.cols, message.rows)
+            if isinstance(message, Resume):
+                return live.resume(client, message.offset)
+            return None
+
+        return handle
+
+    async def _first_or_refused_input(self, live: LiveSession, client: Client, data: bytes) -> None:
+        """Input from a resuming client that never said what it holds (it gets everything
+        the buffer still holds first), or from a read-only participant (refused)."""
+        if client.cursor is None:
+            await live.resume(client, live.buffer.start)
+        if client.read_only:
+            await live.refuse_input(client)
+            return
+        work = live.input(data)
+        if work is not None:
+            await work
 
     async def _refuse_ticket(self, wire: Wire, refused: TicketRefused, session_id: str) -> None:
         ticket = refused.ticket

@@ -177,3 +177,24 @@ async def test_keystrokes_pass_through_while_a_program_runs() -> None:
     assert script.sent.endswith(b"irm -rf /\x1b:wq\r")
     assert len(script.audited) == 1
     gate.close()
+
+
+async def test_input_now_returns_the_forward_unstarted_and_holds_at_enter_at_once() -> None:
+    """The relay's callback path: the split happens in the call, the send when stepped;
+    input behind an Enter queues even before the Enter's forward has run."""
+    script = Script()
+    gate = make(script)
+    assert gate.input_now(b"") is None  # nothing to send
+    send = gate.input_now(b"l")
+    assert send is not None and script.sent == b""
+    await send
+    enter = gate.input_now(b"s\r")
+    behind = gate.input_now(b"x")
+    assert enter is not None and behind is not None
+    await enter
+    await behind
+    assert bytes(script.sent) == b"ls"  # "x" waits for the decision and the next prompt
+    await settle(script, 1)
+    assert script.audited == [("ls", "allow", True)]
+    assert bytes(script.sent) == b"ls" + ACCEPT + b"x"
+    gate.close()

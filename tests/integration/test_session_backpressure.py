@@ -39,6 +39,8 @@ async def test_a_slow_lone_client_gets_every_byte_and_stays(env: Env) -> None:  
     assert term.out.count(b"a") >= size
     gateway = gateway_of(env.broker.server.config.app)  # type: ignore[union-attr]
     assert len(gateway.live[sid].clients) == 1  # never dropped
+    # served per message (broker/gateway/inbox.py): the pause held the channel, no task read it
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("session-pump")]
     assert ("session.client_dropped", "failure") not in await _audit(env, env.ws)
 
     await term.type("exit 0\n")
