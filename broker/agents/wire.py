@@ -72,6 +72,13 @@ class Wire:
         self._closing: asyncio.Task[None] | None = None
         self._listener: WireListener | None = None
 
+    @property
+    def gone(self) -> bool:
+        """The peer has left or the connection is closing, as far as the WebSocket layer
+        has said; False where it cannot tell without reading (other ASGI servers)."""
+        socket = self._socket
+        return socket is not None and socket.disconnect is not None
+
     def listen(self, listener: WireListener) -> bool:
         """Hand every later message to ``listener.heard`` as it arrives, and the end of the
         connection to ``listener.left`` once; False (nothing changed) where the WebSocket
