@@ -179,7 +179,8 @@ class AgentHub:
         #: (``benchmarks/idle_agents.py --plain``, 1,000 agents arriving at 200 a second:
         #: about 31 -> 10 KiB per agent, and no slower to connect them all). In turn, a
         #: farewell and a newer link's welcome for the same server no longer interleave
-        #: their presence writes.
+        #: their presence writes (a farewell that waited behind the welcome leaves the
+        #: server online).
         self._store_turn = asyncio.Lock()
 
     # ----------------------------------------------------------- control side
@@ -297,12 +298,13 @@ class AgentHub:
         async with self._store_turn:
             await self._flush_reports()  # its last metrics before it is marked offline
             with contextlib.suppress(CorralError):
-                await self.services.servers.report(
-                    server.workspace_id,
-                    server.id,
-                    status=ServerStatus.OFFLINE,
-                    seen_at=self.services.servers.clock(),
-                )
+                if server.id not in self.links:  # else a newer link was welcomed meanwhile
+                    await self.services.servers.report(
+                        server.workspace_id,
+                        server.id,
+                        status=ServerStatus.OFFLINE,
+                        seen_at=self.services.servers.clock(),
+                    )
                 await self.services.audit.emit(
                     server.workspace_id,
                     Category.RESOURCE_ACCESS,

@@ -22,28 +22,31 @@ from broker.services.inventory import ServerService
 from broker.serving import server_config
 from broker.store.models import Server, ServerStatus
 from tests.integration.conftest import Broker, bind
-from websh import Connection, ConnectionKind, Hello, Side, Welcome
+from websh import Connection, ConnectionKind, Hello, Side, State, Welcome
 
 
 class WatchedServers(ServerService):
-    """``report`` as the store has it, counting how many run at once; with ``hold`` set
-    (before the first call) that first call waits until ``release`` is set."""
+    """``report`` as the store has it, counting how many run at once; after ``hold()``
+    the next call waits until ``release`` is set."""
 
     def __init__(self, base: ServerService) -> None:
         super().__init__(base.db, base.audit, clock=base.clock)
         self.running = 0
         self.most = 0
         self.entered = asyncio.Event()
-        self.hold = False
         self.release = asyncio.Event()
+        self.holding = False
+
+    def hold(self) -> None:
+        self.holding = True
+        self.entered = asyncio.Event()
 
     async def report(self, *args: Any, **kwargs: Any) -> Server:
         self.running += 1
         self.most = max(self.most, self.running)
         try:
-            first = not self.entered.is_set()
-            self.entered.set()
-            if self.hold and first:
+            if self.holding and not self.entered.is_set():
+                self.entered.set()
                 await self.release.wait()
             await asyncio.sleep(0.005)  # long enough for a second welcome to overlap
             return await super().report(*args, **kwargs)
@@ -139,7 +142,7 @@ async def test_an_agent_that_leaves_while_waiting_is_not_welcomed(watched: Watch
     broker = watched.broker
     first_id, first_secret = await _register(broker, "first")
     gone_id, gone_secret = await _register(broker, "gone")
-    watched.servers.hold = True
+    watched.servers.hold()
     first = await _hello(watched.url, first_id, first_secret)
     await asyncio.wait_for(watched.servers.entered.wait(), 10)  # first holds the store
     gone = await _hello(watched.url, gone_id, gone_secret)
@@ -158,3 +161,40 @@ async def test_an_agent_that_leaves_while_waiting_is_not_welcomed(watched: Watch
         )
     finally:
         await first[0].close()
+
+
+async def test_a_farewell_after_a_newer_welcome_leaves_the_server_online(
+    watched: Watched,
+) -> None:
+    """The old connection of a server drops while its new one already waits for its
+    welcome: the farewell comes second and must not mark the server offline."""
+    broker = watched.broker
+    server_id, secret = await _register(broker, "flapping")
+    other_id, other_secret = await _register(broker, "other")
+    old = await _hello(watched.url, server_id, secret)
+    assert await _welcomed(old)
+    watched.servers.hold()
+    other = await _hello(watched.url, other_id, other_secret)  # holds the store
+    await asyncio.wait_for(watched.servers.entered.wait(), 10)
+    new = await _hello(watched.url, server_id, secret)
+    await asyncio.sleep(0.3)  # the new hello is read and waits for its turn
+    await old[0].close()
+    await asyncio.sleep(0.3)  # the old link is gone; its farewell waits behind the welcome
+    assert server_id not in watched.hub.links
+    watched.servers.release.set()
+    try:
+        assert await _welcomed(other) and await _welcomed(new)
+
+        async def farewell() -> None:
+            while not await broker.runtime.services.audit.events(
+                broker.workspace_id, action="agent.disconnected", server_id=server_id
+            ):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(farewell(), 10)
+        assert watched.hub.links[server_id].wire.connection.state is State.OPEN
+        server = await broker.runtime.services.servers.get(broker.workspace_id, server_id)
+        assert server.status == ServerStatus.ONLINE
+    finally:
+        await other[0].close()
+        await new[0].close()
