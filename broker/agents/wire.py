@@ -62,7 +62,9 @@ class Wire:
     )
 
     def __init__(self, websocket: WebSocket, connection: Connection) -> None:
-        self.websocket = websocket
+        #: Starlette's WebSocket, for the path without the broker's protocol; let go once
+        #: listened to (it holds the request's ASGI scope, about 2 KB per idle agent).
+        self.websocket: WebSocket | None = websocket
         self.connection = connection
         self._pending: list[Message] = []
         self._socket: WebSocketProtocol | None = websocket.scope.get("extensions", {}).get(
@@ -71,6 +73,13 @@ class Wire:
         self._send_lock: asyncio.Lock | None = None
         self._closing: asyncio.Task[None] | None = None
         self._listener: WireListener | None = None
+
+    @property
+    def gone(self) -> bool:
+        """The peer has left or the connection is closing, as far as the WebSocket layer
+        has said; False where it cannot tell without reading (other ASGI servers)."""
+        socket = self._socket
+        return socket is not None and socket.disconnect is not None
 
     def listen(self, listener: WireListener) -> bool:
         """Hand every later message to ``listener.heard`` as it arrives, and the end of the
@@ -82,6 +91,7 @@ class Wire:
             return False
         self._listener = listener
         socket.listen(self)
+        self.websocket = None
         return True
 
     def hold(self) -> None:
@@ -148,7 +158,7 @@ class Wire:
             return pending.pop(0)
         while not self._pending:
             try:
-                frame = await self.websocket.receive()
+                frame = await self._asgi().receive()
             except (WebSocketDisconnect, RuntimeError):
                 raise Closed(CloseCode.GOING_AWAY) from None
             if frame["type"] == "websocket.disconnect":
@@ -216,9 +226,9 @@ class Wire:
             for payload in self.connection.data_to_send():
                 try:
                     if isinstance(payload, bytes):
-                        await self.websocket.send_bytes(payload)
+                        await self._asgi().send_bytes(payload)
                     else:
-                        await self.websocket.send_text(payload)
+                        await self._asgi().send_text(payload)
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     raise Closed(CloseCode.GOING_AWAY) from None
 
@@ -233,12 +243,17 @@ class Wire:
             self._close_direct(code, reason)
             return
         self.connection.close(CloseCode(code), reason)
-        if self._closing is None and self.websocket.application_state == WebSocketState.CONNECTED:
+        if self._closing is None and self._asgi().application_state == WebSocketState.CONNECTED:
             self._closing = asyncio.create_task(self._close_socket(int(code)))
             await asyncio.sleep(0)
 
+    def _asgi(self) -> WebSocket:
+        websocket = self.websocket
+        assert websocket is not None, "let go only when listened to, on the direct path"
+        return websocket
+
     async def _close_socket(self, code: int) -> None:
         try:
-            await self.websocket.close(code=code, reason=self.connection.close_reason)
+            await self._asgi().close(code=code, reason=self.connection.close_reason)
         except (WebSocketDisconnect, RuntimeError, OSError):  # already gone
             log.debug("close after the peer left")
