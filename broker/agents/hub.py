@@ -66,7 +66,13 @@ CONTROL_PATH = "/agent/v1/control"
 HEARTBEAT_INTERVAL = 30.0
 CHANNEL_PATH = "/agent/v1/channel"
 #: Closes that are no protocol error worth an audit event.
-_ORDINARY_CLOSE = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.REPLACED})
+#: Ends that are not the agent breaking the protocol: a proper close, a newer connection,
+#: and a connection that ended without a close code (1005: an empty close frame; 1006:
+#: TCP closed or reset, as when the host or the network goes away). ``agent.disconnected``
+#: records every close code, these included.
+_ORDINARY_CLOSE = frozenset(
+    {CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.REPLACED, 1005, 1006}
+)
 
 
 class AgentOffline(CorralError):
@@ -215,10 +221,11 @@ class AgentHub:
         listen = getattr(wire, "listen", None)
         if listen is not None and listen(link):
             return
+        code: int | None = None
         try:
-            await self._control_loop(link)
+            code = await self._control_loop(link)
         finally:
-            await self._detach(link)
+            await self._detach(link, code)
 
     async def _authenticate(self, wire: Wire, hello: Hello, source: str) -> AgentLink | None:
         try:
@@ -290,7 +297,9 @@ class AgentHub:
         async with self._connected:
             self._connected.notify_all()
 
-    async def _detach(self, link: AgentLink) -> None:
+    async def _detach(self, link: AgentLink, code: int | None = None) -> None:
+        """Mark the server offline (unless a newer link owns it) and audit the end with
+        ``code``, the close code the connection ended with (else the websh one)."""
         server = link.server
         if self.links.get(server.id) is not link:
             return  # replaced: the newer link owns the presence
@@ -311,12 +320,14 @@ class AgentHub:
                     "agent.disconnected",
                     actor=Actor("agent", server.id, link.credential_id),
                     server_id=server.id,
-                    details={"close_code": link.wire.connection.close_code},
+                    details={
+                        "close_code": link.wire.connection.close_code if code is None else code
+                    },
                 )
 
-    async def _control_loop(self, link: AgentLink) -> None:
-        """Read the agent's messages until it leaves. The only task per agent: liveness
-        and the store writes are the sweeper's, for all agents at once."""
+    async def _control_loop(self, link: AgentLink) -> int:
+        """Read the agent's messages until it leaves; the close code. The only task per
+        agent: liveness and the store writes are the sweeper's, for all agents at once."""
         receive = link.wire.receive
         while True:
             try:
@@ -324,7 +335,7 @@ class AgentHub:
             except Closed as closed:
                 if closed.code not in _ORDINARY_CLOSE:
                     await self._audit_protocol_error(link, closed)
-                return
+                return closed.code
             self._heard(link, message)
 
     def _left(self, link: AgentLink, closed: Closed) -> None:
@@ -338,7 +349,7 @@ class AgentHub:
             if closed.code not in _ORDINARY_CLOSE:
                 await self._audit_protocol_error(link, closed)
         finally:
-            await self._detach(link)
+            await self._detach(link, closed.code)
 
     def _heard(self, link: AgentLink, message: Message) -> None:
         """One message from a welcomed agent. Synchronous and cheap: at rest a broker

@@ -271,6 +271,26 @@ async def test_newer_connection_replaces_older(broker: Broker) -> None:
     await second.close()
 
 
+async def test_a_dropped_connection_is_a_disconnect_not_a_protocol_error(
+    broker: Broker,
+) -> None:
+    """A host or network that goes away ends the TCP connection with no close frame: the
+    agent is marked offline and ``agent.disconnected`` records 1005/1006; it did not break
+    the protocol, so no ``agent.protocol_error``."""
+    server_id, secret = await _registered_directly(broker, "sim-drop")
+    ws = await SimulatedAgent(broker, server_id, secret).connect()
+    ws.transport.abort()  # RST, no close frame
+    for _ in range(100):
+        if server_id not in broker.hub.links:
+            break
+        await asyncio.sleep(0.05)
+    events = await broker.runtime.services.audit.events(broker.workspace_id, server_id=server_id)
+    actions = [e.action for e in events]
+    assert "agent.protocol_error" not in actions
+    (gone,) = [e for e in events if e.action == "agent.disconnected"]
+    assert json.loads(gone.details)["close_code"] in (1005, 1006)
+
+
 async def test_authenticated_agent_breaking_protocol_is_closed_and_audited(
     broker: Broker,
 ) -> None:
