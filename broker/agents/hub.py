@@ -221,11 +221,11 @@ class AgentHub:
         listen = getattr(wire, "listen", None)
         if listen is not None and listen(link):
             return
-        code: int | None = None
+        ended: int | None = None
         try:
-            code = await self._control_loop(link)
+            ended = await self._control_loop(link)
         finally:
-            await self._detach(link, code)
+            await self._detach(link, ended)
 
     async def _authenticate(self, wire: Wire, hello: Hello, source: str) -> AgentLink | None:
         try:
