@@ -37,7 +37,7 @@ from typing import Any
 import uvicorn
 
 from broker.errors import SettingsError
-from broker.tlsbuffer import limit_tls_read_buffer
+from broker.tlsserver import TLSServer
 from broker.websocket import WebSocketProtocol
 
 __all__ = [
@@ -127,5 +127,8 @@ def server_config(
         raise SettingsError(f"CORRAL_TLS_CERT_FILE: cannot load certificate ({exc})") from None
     if config.ssl is not None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
-        limit_tls_read_buffer()  # 256 -> 32 KiB per connection; see broker/tlsbuffer.py
+        # TLS is terminated by broker/tlsserver.py around uvicorn's HTTP protocol: the
+        # listening socket itself is served without ssl=.
+        config.http_protocol_class = TLSServer(config.ssl, config.http_protocol_class)  # type: ignore[assignment]
+        config.ssl = None
     return config
