@@ -42,6 +42,11 @@ __all__ = ["HANDSHAKE_TIMEOUT", "TLSConnection", "TLSServer"]
 HANDSHAKE_TIMEOUT = 60.0
 #: Ciphertext taken per socket read, and plaintext handed over per ``data_received``.
 _CHUNK = 256 * 1024
+#: Reads up to _SMALL_READ enter the incoming BIO _SLICE bytes at a time, larger ones
+#: _RECORD at a time (see TLSConnection._receive).
+_SLICE = 1024
+_SMALL_READ = 8 * 1024
+_RECORD = 16 * 1024
 
 # Shared by all connections; see the module docstring for why that is safe.
 _CIPHER = memoryview(bytearray(_CHUNK))
@@ -132,10 +137,10 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
         return _CIPHER
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._incoming.write(_CIPHER[:nbytes])
         if self._state == _OPEN:
-            self._decrypt()
+            self._receive(nbytes)
         elif self._state == _HANDSHAKE:
+            self._incoming.write(_CIPHER[:nbytes])
             self._handshake()
 
     def eof_received(self) -> bool | None:
@@ -183,7 +188,7 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
         self._flush()  # the session tickets
         self._app.connection_made(self)
         if self._incoming.pending and not self._closing:  # records right behind the handshake
-            self._decrypt()
+            self._receive(0)
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
@@ -191,35 +196,62 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
             self._closing = True
             self._transport.abort()
 
-    def _decrypt(self) -> None:
-        """Hand the application the plaintext of every complete record in the BIO."""
+    def _receive(self, nbytes: int) -> None:
+        """Decrypt ``nbytes`` of the shared buffer and hand the plaintext over in one piece.
+
+        The ciphertext enters the BIO a slice at a time: a memory BIO keeps the capacity of
+        its largest write for the life of the connection, and OpenSSL takes a partial record
+        out of it into its own buffer (released once the record is complete), so small
+        slices keep an idle agent's BIO small after its 2 KB hello. Bulk reads use slices
+        of a record, which still bounds the BIO without a decryption attempt per KiB.
+        """
+        incoming = self._incoming
+        step = _SLICE if nbytes <= _SMALL_READ else _RECORD
+        filled = start = 0
+        while True:
+            if start < nbytes:
+                end = min(start + step, nbytes)
+                incoming.write(_CIPHER[start:end])
+                start = end
+            filled = self._decrypt(filled)
+            if filled < 0:
+                return
+            if start >= nbytes:
+                break
+            if self._paused or self._closing:
+                incoming.write(_CIPHER[start:nbytes])  # kept for resume_reading
+                break
+        self._deliver(filled)
+        if self._outgoing.pending:  # what OpenSSL had to answer (a key update)
+            self._flush()
+
+    def _decrypt(self, filled: int) -> int:
+        """Decrypt the complete records in the BIO into the shared plaintext buffer after
+        ``filled`` bytes (handed over whenever it is full); the bytes now in it, or -1 once
+        the connection ended (close_notify, or a TLS error)."""
         read = self._sslobj.read
         incoming = self._incoming
-        filled = 0
         while True:
             try:
                 count = read(_CHUNK - filled, _PLAIN[filled:])
             except ssl.SSLWantReadError:
-                break  # the rest of a record is still on its way
+                return filled  # the rest of a record is still on its way
             except ssl.SSLError as exc:
                 self._deliver(filled)
                 self._fail(exc)
-                return
+                return -1
             if count == 0:  # close_notify
                 self._deliver(filled)
                 self._peer_closed()
-                return
+                return -1
             filled += count
             if filled == _CHUNK:
                 self._deliver(filled)
                 filled = 0
                 if self._paused or self._closing:
-                    return  # resume_reading drains the rest
+                    return 0  # resume_reading drains the rest
             elif not incoming.pending and not self._sslobj.pending():
-                break
-        self._deliver(filled)
-        if self._outgoing.pending:  # what OpenSSL had to answer (a key update)
-            self._flush()
+                return filled
 
     def _deliver(self, size: int) -> None:
         if size and not self._closing:
@@ -228,7 +260,7 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
     def _drain(self) -> None:
         """After ``resume_reading``: records that arrived while the application was paused."""
         if self._state == _OPEN and not self._paused and not self._closing:
-            self._decrypt()
+            self._receive(0)
 
     def _peer_closed(self) -> None:
         if self._closing:

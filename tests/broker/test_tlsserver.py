@@ -407,6 +407,7 @@ def feed(connection: TLSConnection, data: bytes, cuts: Iterator[int]) -> None:
         if piece:
             buffer = connection.get_buffer(len(piece))
             buffer[: len(piece)] = piece
+            buffer[len(piece) : len(piece) + 20_000] = b"\x17" * 20_000  # stale bytes
             connection.buffer_updated(len(piece))
         start = end
 
