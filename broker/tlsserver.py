@@ -32,6 +32,7 @@ TLS records (an OpenSSL error ends the connection after its alert, if any).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -147,6 +148,7 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
         """The peer's FIN. TLS has no half-close: tell the application, then close."""
         if self._state == _OPEN and not self._closing:
             self._app.eof_received()
+        self._closing = True  # later writes would reach a closed socket transport
         return None  # the socket transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -304,10 +306,9 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
         if self._closing:
             return
         self._closing = True
-        try:
+        # SSLWantReadError: our close_notify is written; the peer's is not awaited.
+        with contextlib.suppress(ssl.SSLError, OSError):
             self._sslobj.shutdown()
-        except (ssl.SSLError, OSError):
-            pass  # ssl.SSLWantReadError: ours is sent, the peer's is not awaited
         self._flush()
         self._transport.close()
 
