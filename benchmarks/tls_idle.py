@@ -7,6 +7,10 @@ the server is uvicorn as the broker configures it (``broker/serving.py``) with t
 WebSocket protocol and an ASGI app that accepts and reads until disconnect, and each
 client sends its bytes as one WebSocket message after the upgrade.
 
+With ``--own-tls`` (and ``--ws none``) TLS is terminated by ``broker/tlsserver.py`` on a
+plain listening socket, as the broker serves it; with ``--ws corral`` the server is always
+the broker's own configuration, so it uses that too.
+
 The figure is the server's VmRSS with all N connected minus its VmRSS before, divided by
 N: the floor that the event loop's TLS protocol and OpenSSL (and with ``--ws``, uvicorn
 and the WebSocket protocol) put under every agent connection before Corral adds anything.
@@ -16,6 +20,7 @@ Usage::
     .venv/bin/python benchmarks/tls_idle.py --loop uvloop
     .venv/bin/python benchmarks/tls_idle.py --loop asyncio --read-buffer 32
     .venv/bin/python benchmarks/tls_idle.py --plain
+    .venv/bin/python benchmarks/tls_idle.py --own-tls
 """
 
 # Harness code: short blocking file and process calls outside the measured paths.
