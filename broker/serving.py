@@ -20,9 +20,11 @@ the integration tests and the benchmarks all run the broker the same way:
   socket without ``ssl=`` and each connection's HTTP protocol is wrapped in a
   ``TLSConnection`` (TLS 1.3 only), which shares its read buffers with every other
   connection. The loops' own TLS protocols keep a 256 KiB read buffer and their own
-  transport per connection: 1,000 idle agents cost about 63 KiB each with uvloop's, about
-  51 KiB with this (``benchmarks/idle_agents.py``; a bare TLS server in
-  ``benchmarks/tls_idle.py``: 26.2 KiB per connection on uvloop, 19.4 KiB with this).
+  transport per connection: 1,000 idle agents cost 62-64 KiB each with uvloop's, 48-52
+  KiB with this (``benchmarks/idle_agents.py``; a bare TLS server in
+  ``benchmarks/tls_idle.py``: 26.2 KiB per connection on uvloop, 19.4 KiB with this). It
+  is also cheaper per message: 11 us of server CPU per TLS echo against 26 us for
+  uvloop's, 0.67 against 1.34 ms per MB received (``benchmarks/tls_echo.py``).
 * **The broker's own WebSocket protocol** (``broker/websocket.py``) instead of uvicorn's
   ``websockets-sansio``: frames parsed in place, no queue, event or parser object per idle
   connection, and a direct path for ``Wire``. It negotiates no compression.
