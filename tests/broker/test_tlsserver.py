@@ -114,6 +114,14 @@ class Harness:
         self.writers.append(writer)
         return reader, writer
 
+    async def connected(self, context: ssl.SSLContext, first: bytes) -> tuple[Any, Any, App]:
+        """A client connection whose ``first`` bytes the server's application has seen."""
+        reader, writer = await self.connect(context)
+        writer.write(first)
+        while not self.apps or not self.apps[-1].received:
+            await asyncio.sleep(0.01)
+        return reader, writer, self.apps[-1]
+
     async def __aenter__(self) -> Harness:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self.factory, "127.0.0.1", 0)
@@ -187,12 +195,9 @@ def test_client_close_notify_is_eof_then_one_connection_lost(
 ) -> None:
     async def main() -> None:
         async with Harness(server_ctx) as harness:
-            _reader, writer = await harness.connect(client_ctx)
-            writer.write(b"bye")
-            await harness_arrived(harness)
+            _reader, writer, app = await harness.connected(client_ctx, b"bye")
             writer.close()  # close_notify, then FIN
             await writer.wait_closed()
-            (app,) = harness.apps
             await app.gone
             await asyncio.sleep(0.05)
             assert app.eofs == 1
@@ -206,11 +211,6 @@ def test_client_close_notify_is_eof_then_one_connection_lost(
     run(loop, main)
 
 
-async def harness_arrived(harness: Harness) -> None:
-    while not harness.apps or not harness.apps[0].received:
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.parametrize("loop", LOOPS)
 def test_server_close_sends_queued_data_then_close_notify(
     loop: str, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
@@ -219,10 +219,7 @@ def test_server_close_sends_queued_data_then_close_notify(
 
     async def main() -> None:
         async with Harness(server_ctx, echo=False) as harness:
-            reader, writer = await harness.connect(client_ctx)
-            writer.write(b"x")
-            await harness_arrived(harness)
-            (app,) = harness.apps
+            reader, writer, app = await harness.connected(client_ctx, b"x")
             app.transport.write(tail)
             app.transport.close()
             assert app.transport.is_closing()
@@ -242,10 +239,7 @@ def test_abort_drops_the_connection_once(
 ) -> None:
     async def main() -> None:
         async with Harness(server_ctx, echo=False) as harness:
-            reader, writer = await harness.connect(client_ctx)
-            writer.write(b"x")
-            await harness_arrived(harness)
-            (app,) = harness.apps
+            reader, writer, app = await harness.connected(client_ctx, b"x")
             app.transport.abort()
             app.transport.abort()
             with pytest.raises((ConnectionError, ssl.SSLError)):
@@ -311,10 +305,7 @@ def test_pause_reading_holds_the_peer_back_until_resumed(
 
     async def main() -> None:
         async with Harness(server_ctx, echo=False) as harness:
-            _reader, writer = await harness.connect(client_ctx)
-            writer.write(b"x")
-            await harness_arrived(harness)
-            (app,) = harness.apps
+            _reader, writer, app = await harness.connected(client_ctx, b"x")
             app.transport.pause_reading()
             app.transport.pause_reading()
             assert not app.transport.is_reading()
@@ -343,10 +334,7 @@ def test_a_slow_reader_pauses_the_application_writing(
 
     async def main() -> None:
         async with Harness(server_ctx, echo=False) as harness:
-            reader, writer = await harness.connect(client_ctx)
-            writer.write(b"x")
-            await harness_arrived(harness)
-            (app,) = harness.apps
+            reader, writer, app = await harness.connected(client_ctx, b"x")
             transport = app.transport
             transport.set_write_buffer_limits(high=32 * 1024, low=8 * 1024)
             assert transport.get_write_buffer_limits() == (8 * 1024, 32 * 1024)
