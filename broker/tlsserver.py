@@ -283,14 +283,17 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
     # -- transport of the application --------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or not data:
+        transport = self._transport
+        # The socket transport may be closing on an error whose connection_lost is still
+        # to come (uvloop raises on a write to a closed handle): the bytes have nowhere to go.
+        if self._closing or not data or transport.is_closing():
             return
         try:
             self._sslobj.write(data)
         except ssl.SSLError as exc:
             self._fail(exc)
             return
-        self._transport.write(self._outgoing.read())
+        transport.write(self._outgoing.read())
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(list_of_data))

@@ -387,6 +387,9 @@ class Wire(asyncio.Transport):
     def abort(self) -> None:
         self.closed = True
 
+    def is_closing(self) -> bool:
+        return self.closed
+
 
 def feed(connection: TLSConnection, data: bytes, cuts: Iterator[int]) -> None:
     """Deliver ``data`` as the socket would, in pieces ending at each offset of ``cuts``."""
@@ -500,3 +503,13 @@ async def test_no_application_before_the_handshake_completes(
     connection.connection_lost(None)
     assert (app.made, app.eofs, app.lost) == (0, 0, [])
     assert connection.get_extra_info("ssl_object") is None
+
+
+async def test_nothing_is_written_to_a_socket_transport_that_is_closing(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
+) -> None:
+    connection, _app, wire, *_client = handshake(server_ctx, client_ctx)
+    wire.take()
+    wire.closed = True  # an error closed it; connection_lost is still to come
+    connection.write(b"into the void")
+    assert wire.take() == b""
