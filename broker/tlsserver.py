@@ -277,7 +277,7 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
 
     def _flush(self) -> None:
         outgoing = self._outgoing
-        if outgoing.pending:
+        if outgoing.pending and not self._transport.is_closing():
             self._transport.write(outgoing.read())
 
     # -- transport of the application --------------------------------------------------------
