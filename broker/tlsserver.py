@@ -17,8 +17,9 @@ as in ``agent/transport.py``:
   ``buffer_updated`` moves it into the connection's incoming BIO before returning, and the
   loop runs nothing else in between, so no connection ever sees another's bytes.
 * The records complete in that read are decrypted into a second shared buffer and handed
-  to the application as one ``bytes`` (one copy, one ``data_received``); a read stops when
-  the BIO is drained, so no ``SSLWantReadError`` is raised for whole records.
+  to the application as one ``bytes`` (one copy, one ``data_received``). Decrypting stops
+  when the BIO is drained, so a read of whole records (a keystroke) raises no
+  ``SSLWantReadError``; one is raised per slice that ends inside a record (``_receive``).
 * Each application ``write`` is encrypted and written with one ``transport.write``.
   Back-pressure is the socket transport's: its ``pause_writing``/``resume_writing`` are
   passed to the application, and its buffer size and limits are the ones reported and set.
