@@ -7,6 +7,10 @@ the server is uvicorn as the broker configures it (``broker/serving.py``) with t
 WebSocket protocol and an ASGI app that accepts and reads until disconnect, and each
 client sends its bytes as one WebSocket message after the upgrade.
 
+With ``--own-tls`` (and ``--ws none``) TLS is terminated by ``broker/tlsserver.py`` on a
+plain listening socket, as the broker serves it; with ``--ws corral`` the server is always
+the broker's own configuration, so it uses that too.
+
 The figure is the server's VmRSS with all N connected minus its VmRSS before, divided by
 N: the floor that the event loop's TLS protocol and OpenSSL (and with ``--ws``, uvicorn
 and the WebSocket protocol) put under every agent connection before Corral adds anything.
@@ -16,6 +20,7 @@ Usage::
     .venv/bin/python benchmarks/tls_idle.py --loop uvloop
     .venv/bin/python benchmarks/tls_idle.py --loop asyncio --read-buffer 32
     .venv/bin/python benchmarks/tls_idle.py --plain
+    .venv/bin/python benchmarks/tls_idle.py --own-tls
 """
 
 # Harness code: short blocking file and process calls outside the measured paths.
@@ -41,6 +46,7 @@ from typing import Any
 import uvicorn
 
 from broker.serving import server_config
+from broker.tlsserver import TLSServer
 
 
 def rss_kib() -> int:
@@ -109,7 +115,11 @@ async def serve(args: argparse.Namespace) -> None:
         cert.private_key_and_cert_chain_pem.write_to_path(str(workdir / "cert.pem"))
     loop = asyncio.get_running_loop()
     uvicorn_server = None
-    if args.ws == "none":
+    if args.ws == "none" and args.own_tls and context is not None:
+        factory = TLSServer(context, Idle)
+        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+        port = server.sockets[0].getsockname()[1]
+    elif args.ws == "none":
         server = await loop.create_server(Idle, "127.0.0.1", 0, ssl=context, backlog=4096)
         port = server.sockets[0].getsockname()[1]
     else:
@@ -134,12 +144,14 @@ async def serve(args: argparse.Namespace) -> None:
         uvicorn_server.should_exit = True
         await serving
     name = "plain" if args.plain else f"TLS 1.3, {args.loop}"
+    if not args.plain and args.ws == "none" and args.own_tls:
+        name += " + broker/tlsserver.py"
     if args.ws != "none":
         name += f", uvicorn + {args.ws}"
     if args.num_tickets is not None:
         name += f", {args.num_tickets} tickets"
     name += f", {args.touch} bytes sent"
-    if not args.plain and args.loop == "asyncio":
+    if not args.plain and args.loop == "asyncio" and not args.own_tls:
         name += f", read buffer {sslproto.SSLProtocol.max_size // 1024} KiB"
     per = (after - before) / args.agents
     print(f"{name}: {args.agents} idle connections, {per:.1f} KiB each (RSS {before} -> {after})")
@@ -185,6 +197,9 @@ def main() -> None:
     parser.add_argument("--read-buffer", type=int, help="asyncio's TLS read buffer, KiB")
     parser.add_argument("--touch", type=int, default=2000, help="bytes each client sends")
     parser.add_argument("--plain", action="store_true")
+    parser.add_argument(
+        "--own-tls", action="store_true", help="with --ws none: TLS by broker/tlsserver.py"
+    )
     parser.add_argument("--num-tickets", type=int, help="TLS 1.3 session tickets sent")
     parser.add_argument("--ws", choices=("none", "corral", "websockets-sansio"), default="none")
     parser.add_argument("--swarm", type=int, help=argparse.SUPPRESS)

@@ -16,10 +16,15 @@ the integration tests and the benchmarks all run the broker the same way:
 * **uvloop and httptools when installed** (they are dependencies on Linux and macOS).
   Measured with ``benchmarks/gateway_vs_ssh.py``: a session opens in 67 ms instead of
   188 ms; the relay hop is about a third cheaper. ``event_loop = "asyncio"`` turns it off.
-  uvloop is also the leaner TLS: an idle TLS 1.3 connection to a bare server costs 26 KiB
-  on uvloop (its 256 KiB read buffer is allocated but only the pages a read touched become
-  resident; the rest is OpenSSL's per-connection state) against 56 KiB on asyncio even
-  with its read buffer cut to 32 KiB (``benchmarks/tls_idle.py``).
+* **The broker's own TLS** (``broker/tlsserver.py``), on either loop: uvicorn serves the
+  socket without ``ssl=`` and each connection's HTTP protocol is wrapped in a
+  ``TLSConnection`` (TLS 1.3 only), which shares its read buffers with every other
+  connection. The loops' own TLS protocols keep a 256 KiB read buffer and their own
+  transport per connection: 1,000 idle agents cost 62-64 KiB each with uvloop's, 48-52
+  KiB with this (``benchmarks/idle_agents.py``; a bare TLS server in
+  ``benchmarks/tls_idle.py``: 26.2 KiB per connection on uvloop, 19.4 KiB with this). It
+  is also cheaper per message: 11 us of server CPU per TLS echo against 26 us for
+  uvloop's, 0.67 against 1.34 ms per MB received (``benchmarks/tls_echo.py``).
 * **The broker's own WebSocket protocol** (``broker/websocket.py``) instead of uvicorn's
   ``websockets-sansio``: frames parsed in place, no queue, event or parser object per idle
   connection, and a direct path for ``Wire``. It negotiates no compression.
@@ -37,7 +42,7 @@ from typing import Any
 import uvicorn
 
 from broker.errors import SettingsError
-from broker.tlsbuffer import limit_tls_read_buffer
+from broker.tlsserver import TLSServer
 from broker.websocket import WebSocketProtocol
 
 __all__ = [
@@ -126,6 +131,10 @@ def server_config(
     except (OSError, ssl.SSLError) as exc:
         raise SettingsError(f"CORRAL_TLS_CERT_FILE: cannot load certificate ({exc})") from None
     if config.ssl is not None:
-        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
-        limit_tls_read_buffer()  # 256 -> 32 KiB per connection; see broker/tlsbuffer.py
+        # uvicorn serves the socket without ssl=; broker/tlsserver.py terminates TLS
+        # around each connection's HTTP protocol.
+        context, config.ssl = config.ssl, None
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        tls = TLSServer(context, config.http_protocol_class)
+        config.http_protocol_class = tls  # type: ignore[assignment]
     return config

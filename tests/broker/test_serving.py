@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from uvicorn.server import ServerState
 
 from broker.errors import SettingsError
 from broker.services import Services
@@ -22,6 +23,7 @@ from broker.serving import (
     set_keepalive,
 )
 from broker.settings import load_settings
+from broker.tlsserver import TLSConnection, TLSServer
 from broker.websocket import WebSocketProtocol
 from cli import admin
 
@@ -48,6 +50,26 @@ def test_server_config_has_no_per_connection_pings() -> None:
     assert config.ws_ping_interval is None
     assert config.ws is WebSocketProtocol
     assert config.loop == "none"  # the caller's loop (see loop_factory)
+
+
+async def test_tls_is_terminated_by_the_broker_around_the_http_protocol(tmp_path: Path) -> None:
+    """uvicorn gets no ssl= for the socket; every connection is a TLS 1.3 TLSConnection."""
+    import ssl
+
+    import trustme
+
+    cert = tmp_path / "cert.pem"
+    trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(cert))
+    config = server_config(object(), log_level="warning", certfile=str(cert), keyfile=str(cert))
+    assert config.ssl is None
+    factory = config.http_protocol_class
+    assert isinstance(factory, TLSServer)
+    connection = factory(config=config, server_state=ServerState(), app_state={})
+    assert isinstance(connection, TLSConnection)
+    context = connection.get_extra_info("sslcontext")
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_3
+    with pytest.raises(SettingsError, match="cannot load certificate"):
+        server_config(object(), certfile=str(tmp_path / "missing.pem"))
 
 
 def test_event_loop_setting(tmp_path: Path) -> None:
