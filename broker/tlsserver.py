@@ -131,7 +131,9 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
         self._transport = transport
         tls = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._tls = tls
-        self._sslobj = tls._sslobj  # type: ignore[attr-defined]
+        # ``SSLObject``'s C object answers the same calls a Python frame sooner; a Python
+        # without it (the attribute is private) gets the public wrapper, slower, same result.
+        self._sslobj = getattr(tls, "_sslobj", tls)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._timeout, self._handshake_timed_out)
 
@@ -311,8 +313,10 @@ class TLSConnection(asyncio.BufferedProtocol, asyncio.Transport):
             return
         self._closing = True
         # SSLWantReadError: our close_notify is written; the peer's is not awaited.
-        with contextlib.suppress(ssl.SSLError, OSError):
-            self._sslobj.shutdown()
+        tls = self._tls
+        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+            if tls is not None:  # None: lost already
+                tls.unwrap()
         self._flush()
         self._transport.close()
 
