@@ -28,15 +28,9 @@ if TYPE_CHECKING:
     from broker.websocket.connection import Listener
 
 __all__ = [
-    "BINARY",
-    "CLOSE",
-    "CONT",
     "ENTRY",
     "PEER_CODES",
-    "PING",
-    "PONG",
     "READ_HIGH",
-    "TEXT",
     "Frames",
     "close_payload",
     "frame_header",
@@ -47,7 +41,7 @@ READ_HIGH = 256 * 1024
 #: What one queued message counts for besides its payload (so empty messages count too).
 ENTRY = 64
 
-CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 #: The close codes a peer may send (besides 3000-4999, for applications).
 PEER_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 _PACK_16 = struct.Struct("!BBH").pack
@@ -176,19 +170,19 @@ class Frames(asyncio.Protocol):
                 length = int.from_bytes(data[start : start + 8], "big")
                 start += 8
             if opcode >= 8:
-                if opcode > PONG:
+                if opcode > _PONG:
                     self.fail(1002, "unknown opcode")
                     return size
                 if length > 125 or not final:
                     self.fail(1002, "bad control frame")
                     return size
-            elif opcode > BINARY:
+            elif opcode > _BINARY:
                 self.fail(1002, "unknown opcode")
                 return size
-            elif (opcode == CONT) == (self._frags is None):
+            elif (opcode == _CONT) == (self._frags is None):
                 self.fail(1002, "bad fragment")
                 return size
-            elif length + (self._frag_size if opcode == CONT else 0) > self._max_size:
+            elif length + (self._frag_size if opcode == _CONT else 0) > self._max_size:
                 self.fail(1009, "message too big")
                 return size
             end = start + 4 + length
@@ -197,14 +191,14 @@ class Frames(asyncio.Protocol):
                 break
             payload = apply_mask(view[start + 4 : end], data[start : start + 4]) if length else b""
             pos = end
-            if opcode in (TEXT, BINARY):
+            if opcode in (_TEXT, _BINARY):
                 if final:
                     self._deliver(opcode, payload)
                 else:
                     self._frags = [payload]
                     self._frag_op = opcode
                     self._frag_size = length
-            elif opcode == CONT:
+            elif opcode == _CONT:
                 frags = self._frags
                 assert frags is not None
                 frags.append(payload)
@@ -213,10 +207,10 @@ class Frames(asyncio.Protocol):
                     self._frags = None
                     self._frag_size = 0
                     self._deliver(self._frag_op, b"".join(frags))
-            elif opcode == PING:
+            elif opcode == _PING:
                 if not self._close_sent:
-                    self.transport.write(frame_header(PONG, length) + payload)
-            elif opcode == CLOSE:
+                    self.transport.write(frame_header(_PONG, length) + payload)
+            elif opcode == _CLOSE:
                 self._closed_by_peer(payload)
                 return size
         return pos
@@ -225,7 +219,7 @@ class Frames(asyncio.Protocol):
         if self._close_sent:
             return  # the application is past its close: nothing more for it
         message: str | bytes = payload
-        if opcode == TEXT:
+        if opcode == _TEXT:
             try:
                 message = payload.decode()
             except UnicodeDecodeError:
@@ -267,7 +261,7 @@ class Frames(asyncio.Protocol):
             return
         self._set_disconnect(code, reason)
         self._close_sent = True
-        self.transport.write(frame_header(CLOSE, len(payload[:2])) + payload[:2])
+        self.transport.write(frame_header(_CLOSE, len(payload[:2])) + payload[:2])
         self.transport.close()
 
     def fail(self, code: int, reason: str) -> None:
@@ -298,7 +292,7 @@ class Frames(asyncio.Protocol):
 
     def _write_close(self, code: int, reason: str) -> None:
         payload = close_payload(code, reason)
-        self.transport.write(frame_header(CLOSE, len(payload)) + payload)
+        self.transport.write(frame_header(_CLOSE, len(payload)) + payload)
         self._close_sent = True
 
     def send_data(self, data: str | bytes) -> None:
@@ -309,8 +303,8 @@ class Frames(asyncio.Protocol):
             raise ClientDisconnected
         if isinstance(data, str):
             payload = data.encode()
-            self.transport.write(frame_header(TEXT, len(payload)) + payload)
+            self.transport.write(frame_header(_TEXT, len(payload)) + payload)
         elif len(data) < 126:  # a keystroke or an echo: the header inline
             self.transport.write(bytes((0x82, len(data))) + data)
         else:
-            self.transport.write(frame_header(BINARY, len(data)) + data)
+            self.transport.write(frame_header(_BINARY, len(data)) + data)

@@ -1,4 +1,4 @@
-"""The WebSocket frame parser (broker/websocket.py) under generated input.
+"""The WebSocket frame parser (broker/websocket/frames.py) under generated input.
 
 Whatever way a stream of valid frames is cut into reads, the same messages come out; and
 arbitrary bytes never raise out of ``data_received``: the connection either waits for more
