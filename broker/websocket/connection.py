@@ -26,7 +26,7 @@ CLOSE_TIMEOUT = 10.0
 
 
 class Listener(Protocol):
-    """Who takes a connection's messages as they arrive (see :meth:`WebSocketProtocol.listen`)."""
+    """Who takes a connection's messages as they arrive (see :meth:`Connection.listen`)."""
 
     def heard(self, message: str | bytes) -> None: ...
 
@@ -82,6 +82,8 @@ class Connection(Frames):
         drainer = self._drainer
         if drainer is not None and not drainer.done():
             drainer.set_result(None)
+
+    # The application's side
 
     async def drain(self) -> None:
         """Return once the transport takes data again (or the connection is gone)."""
