@@ -25,7 +25,7 @@ the integration tests and the benchmarks all run the broker the same way:
   ``benchmarks/tls_idle.py``: 26.2 KiB per connection on uvloop, 19.4 KiB with this). It
   is also cheaper per message: 11 us of server CPU per TLS echo against 26 us for
   uvloop's, 0.67 against 1.34 ms per MB received (``benchmarks/tls_echo.py``).
-* **The broker's own WebSocket protocol** (``broker/websocket.py``) instead of uvicorn's
+* **The broker's own WebSocket protocol** (``broker/websocket/``) instead of uvicorn's
   ``websockets-sansio``: frames parsed in place, no queue, event or parser object per idle
   connection, and a direct path for ``Wire``. It negotiates no compression.
 """

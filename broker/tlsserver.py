@@ -10,7 +10,7 @@ the plain-WebSocket figure (``benchmarks/idle_agents.py``).
 Here the server runs without ``ssl=`` and every accepted socket gets a
 :class:`TLSConnection`: it is the socket transport's ``BufferedProtocol`` and, once the
 handshake is done, the ``Transport`` that the application protocol (uvicorn's HTTP
-protocol, then ``broker/websocket.py``) writes to. TLS runs over two ``ssl.MemoryBIO``\\ s,
+protocol, then ``broker/websocket/``) writes to. TLS runs over two ``ssl.MemoryBIO``\\ s,
 as in ``agent/transport.py``:
 
 * Ciphertext is received into ONE buffer shared by every connection of the process: each

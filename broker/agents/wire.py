@@ -3,7 +3,7 @@
 It moves payloads both ways and turns the protocol's verdicts into WebSocket close codes.
 It must never interpret messages: that is the hub's job.
 
-Under the broker's own WebSocket protocol (``broker/websocket.py``, found in
+Under the broker's own WebSocket protocol (``broker/websocket/``, found in
 ``scope["extensions"]``) the Wire talks to it directly once the socket is accepted: a
 queued message is taken without suspending, a send is written at once and only waits
 while the transport is paused, so there is no lock and no ASGI dictionary per message.

@@ -1,4 +1,4 @@
-"""The broker's WebSocket protocol (broker/websocket.py): bytes in, frames and ASGI out.
+"""The broker's WebSocket protocol (broker/websocket/): bytes in, frames and ASGI out.
 
 The first tests feed the protocol bytes through a recording transport (handshake, masked
 frames, fragments, limits, close, ping, flow control); the last ones serve a real uvicorn

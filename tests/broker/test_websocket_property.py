@@ -1,4 +1,4 @@
-"""The WebSocket frame parser (broker/websocket.py) under generated input.
+"""The WebSocket frame parser (broker/websocket/frames.py) under generated input.
 
 Whatever way a stream of valid frames is cut into reads, the same messages come out; and
 arbitrary bytes never raise out of ``data_received``: the connection either waits for more
@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from uvicorn.server import ServerState
 
-from broker.websocket import _PEER_CODES, WebSocketProtocol
+from broker.websocket import WebSocketProtocol
+from broker.websocket.frames import PEER_CODES
 from tests.broker.test_websocket import REQUEST, Config, Transport, frame, frames
 
 MESSAGES = st.lists(
@@ -86,6 +87,6 @@ def test_arbitrary_bytes_wait_or_close_with_a_code(data: bytes) -> None:
             assert sent and sent[-1][0] == 8
             closed = protocol.disconnect
             assert closed is not None
-            assert closed[0] in _PEER_CODES or closed[0] == 1005 or 3000 <= closed[0] < 5000
+            assert closed[0] in PEER_CODES or closed[0] == 1005 or 3000 <= closed[0] < 5000
 
     asyncio.run(run())
