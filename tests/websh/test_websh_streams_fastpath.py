@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websh_samples import HELLO, WELCOME
 
 import websh as w
 from websh import connection as connection_module
@@ -23,16 +24,6 @@ CLIENT, SERVER = w.Side.CLIENT, w.Side.SERVER
 TERMINAL, EXEC = w.ChannelKind.TERMINAL, w.ChannelKind.EXEC
 SMALL = w.Limits(max_binary_size=8)
 
-HELLO = {
-    CONTROL: w.Hello(agent_id="a1", secret="s", agent_version="1", sysinfo={}),
-    CHANNEL: w.ChannelHello(channel_id="ch-1", token="tok"),
-    USER: w.ClientHello(cols=80, rows=24),
-}
-WELCOME = {
-    CONTROL: w.Welcome(heartbeat_interval=30, metrics_interval=0),
-    CHANNEL: w.ChannelWelcome(),
-    USER: w.ClientWelcome(session_id="s1"),
-}
 SETUPS = [
     (CHANNEL, SERVER, TERMINAL),
     (CHANNEL, CLIENT, TERMINAL),
