@@ -22,6 +22,15 @@ welcome; the server (broker) must receive the hello first and answer welcome (or
 (``catalog.ROUTES``), a second hello, stream bytes after ``exit`` and a misplaced
 ``attach`` are protocol errors. The first ``ProtocolError`` closes the connection for
 good: every later call raises ``ConnectionClosedError``.
+
+Stream bytes (``input``/``output``/...) on an open connection are the hot path: each
+keystroke and each echo crosses two connections in the broker. Once nothing about a
+stream message can change the state (open, the peer or this side not finished, no
+``attach`` still possible on that side), ``receive`` and ``send`` take an exact-shape
+shortcut for it: an exact ``bytes`` payload of an allowed kind within the size limit is
+built or framed in a few operations. The shortcut's tables are recomputed after every
+call that took the full path (``_refresh_fast``), and it only ever does what the full
+path would have done (``tests/websh/test_websh_streams_fastpath.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import enum
 
 from .base import BinaryMessage, Message, TextMessage
-from .catalog import HELLO, WELCOME, ConnectionKind, Side, allowed_messages
+from .catalog import BINARY_KINDS, HELLO, WELCOME, ConnectionKind, Side, allowed_messages
 from .channel import Attach, ChannelHello
 from .close_codes import CloseCode
 from .codec import Payload, decode_text, encode, fast_text, parse_binary, parse_text, validate_text
@@ -53,6 +62,29 @@ _AFTER_FINISH = (Ping, Pong, ErrorMessage)  # what may follow exit / terminated
 _FINISH = (Exit, Terminated)
 
 
+# The stream shortcuts' tables, shared by every connection with the same routes.
+_STREAMS_IN: dict[frozenset[type[Message]], dict[int, type[BinaryMessage]] | None] = {}
+_STREAMS_OUT: dict[frozenset[type[Message]], dict[type[Message], bytes] | None] = {}
+
+
+def _streams_in(receivable: frozenset[type[Message]]) -> dict[int, type[BinaryMessage]] | None:
+    """Kind byte -> class of the stream messages in ``receivable`` (None if there are none)."""
+    if receivable not in _STREAMS_IN:
+        table = {kind: cls for kind, cls in BINARY_KINDS.items() if cls in receivable}
+        _STREAMS_IN[receivable] = table or None
+    return _STREAMS_IN[receivable]
+
+
+def _streams_out(sendable: frozenset[type[Message]]) -> dict[type[Message], bytes] | None:
+    """Class -> kind byte prefix of the stream messages in ``sendable`` (None if none)."""
+    if sendable not in _STREAMS_OUT:
+        table: dict[type[Message], bytes] = {
+            cls: bytes((kind,)) for kind, cls in BINARY_KINDS.items() if cls in sendable
+        }
+        _STREAMS_OUT[sendable] = table or None
+    return _STREAMS_OUT[sendable]
+
+
 class State(enum.Enum):
     """Where a connection is in its life."""
 
@@ -74,6 +106,8 @@ class Connection:
     __slots__ = (
         "_attach_possible",
         "_events",
+        "_fast_in",
+        "_fast_out",
         "_hello",
         "_outgoing",
         "_peer_finished",
@@ -130,6 +164,10 @@ class Connection:
         self.close_reason = ""
         #: The ``ProtocolError`` that closed the connection, if one did.
         self.error: ProtocolError | None = None
+        # kind byte -> class, and class -> kind byte prefix, of the stream messages the
+        # shortcuts may take now; None while the full path must decide.
+        self._fast_in: dict[int, type[BinaryMessage]] | None = None
+        self._fast_out: dict[type[Message], bytes] | None = None
 
     def __repr__(self) -> str:
         return f"Connection({self.kind.value}, {self.side.value}, state={self._state.value})"
@@ -147,6 +185,12 @@ class Connection:
         Raises ``ProtocolError`` (and closes) if the peer broke the protocol, or
         ``ConnectionClosedError`` if the connection was already closed.
         """
+        fast = self._fast_in
+        if fast is not None and type(payload) is bytes and payload:
+            cls = fast.get(payload[0])
+            if cls is not None and len(payload) <= self.limits.max_binary_size:
+                self._events.append(cls(payload[1:]))  # type: ignore[call-arg]
+                return
         if self._state is State.CLOSED:
             raise ConnectionClosedError("connection is closed")
         if not isinstance(payload, (str, bytes, bytearray, memoryview)):
@@ -163,6 +207,7 @@ class Connection:
             error = ProtocolError("internal error", CloseCode.INTERNAL_ERROR)
             self._fail(error)
             raise error from exc
+        self._refresh_fast()
         self._events.append(message)
         if self.auto_pong and isinstance(message, Ping):
             self._outgoing.append(encode(Pong(nonce=message.nonce, ts=message.ts)))
@@ -253,6 +298,14 @@ class Connection:
         kind, or not allowed in the current state; ``ConnectionClosedError`` if closed.
         Stream chunks larger than ``max_binary_size`` are split.
         """
+        fast = self._fast_out
+        if fast is not None:
+            prefix = fast.get(type(message))
+            if prefix is not None:
+                data = message.data  # type: ignore[attr-defined]
+                if type(data) is bytes and len(data) < self.limits.max_binary_size:
+                    self._outgoing.append(prefix + data)
+                    return
         if self._state is State.CLOSED:
             raise ConnectionClosedError("connection is closed")
         if not isinstance(message, Message):
@@ -273,7 +326,28 @@ class Connection:
             self._attach_possible = False
         if cls in _FINISH:
             self._self_finished = True
+        self._refresh_fast()
         self._outgoing.extend(payloads)
+
+    def _refresh_fast(self) -> None:
+        """Enable the stream shortcuts where a stream message can no longer change state.
+
+        Receiving: open, the peer not finished, and (client side) ``attach`` no longer
+        possible, which the full path would clear on the first stream message. Sending:
+        open, this side not finished, and (server side) ``attach`` no longer possible.
+        """
+        if self._state is not State.OPEN:
+            self._fast_in = self._fast_out = None
+            return
+        client = self.side is Side.CLIENT
+        if self._peer_finished or (client and self._attach_possible):
+            self._fast_in = None
+        else:
+            self._fast_in = _streams_in(self._receivable)
+        if self._self_finished or (not client and self._attach_possible):
+            self._fast_out = None
+        else:
+            self._fast_out = _streams_out(self._sendable)
 
     def _check_send(self, message: Message) -> State:
         cls, state = type(message), self._state
@@ -335,5 +409,6 @@ class Connection:
         if self._state is State.CLOSED:
             return
         self._state = State.CLOSED
+        self._fast_in = self._fast_out = None
         self.close_code = CloseCode(code)
         self.close_reason = safe_reason(reason)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from broker.gateway import recorder as recorder_module
 from broker.gateway.recorder import AsciicastRecorder
 
 AWKWARD = [
@@ -88,3 +91,28 @@ async def test_random_chunks_match_json(tmp_path: Path, seed: int) -> None:
     for line, event in zip(lines, events, strict=True):
         assert line == json.dumps(event, ensure_ascii=False)
     assert "".join(e[2] for e in events) == stream.decode("utf-8", "replace")
+
+
+async def test_times_are_seconds_rounded_to_the_microsecond(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Elapsed times come from integer nanoseconds, rounded half up to the microsecond
+    (as ``round(seconds, 6)`` would, without its float error), written as json writes them."""
+    start = 10**15
+    offsets = [0, 49_999, 50_000, 499, 500, 1_499_500, 3_600_000_000_499, 86_400_123_456_789]
+    clock = iter([start, *(start + offset for offset in offsets)])
+    fake = SimpleNamespace(monotonic_ns=lambda: next(clock), time=lambda: 1_700_000_000)
+    monkeypatch.setattr(recorder_module, "time", fake)
+    path = tmp_path / "t.cast"
+    recorder = AsciicastRecorder(path, cols=80, rows=24)
+    for _ in offsets:
+        recorder.output(b"x")
+    recorder.close()
+    lines = path.read_text(encoding="utf-8").split("\n")[1:-1]
+    expected = [
+        float((Decimal(offset) / 10**9).quantize(Decimal("0.000001"), ROUND_HALF_UP))
+        for offset in offsets
+    ]
+    assert [json.loads(line)[0] for line in lines] == expected
+    assert lines == [json.dumps([t, "o", "x"], ensure_ascii=False) for t in expected]
+    assert lines[1].startswith("[5e-05, ")  # json's own float format, exponent included

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from websh_samples import HELLO, WELCOME
 
 import websh as w
 
 CONTROL, CHANNEL, USER = w.ConnectionKind.CONTROL, w.ConnectionKind.CHANNEL, w.ConnectionKind.USER
 CLIENT, SERVER = w.Side.CLIENT, w.Side.SERVER
-
-HELLO = {
-    CONTROL: w.Hello(agent_id="a1", secret="s", agent_version="1", sysinfo={}),
-    CHANNEL: w.ChannelHello(channel_id="ch-1", token="tok"),
-    USER: w.ClientHello(cols=80, rows=24),
-}
-WELCOME = {
-    CONTROL: w.Welcome(heartbeat_interval=30, metrics_interval=0),
-    CHANNEL: w.ChannelWelcome(),
-    USER: w.ClientWelcome(session_id="s1"),
-}
 
 
 def transfer(source: w.Connection, target: w.Connection) -> list[w.Message]:

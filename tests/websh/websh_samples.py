@@ -78,3 +78,15 @@ SAMPLES: list[w.Message] = [
     w.ParticipantLeft(user="carol"),
     w.Terminated(reason="terminated by an administrator", by="admin"),
 ]
+
+#: The handshake each kind of connection opens with (client hello, server welcome).
+HELLO: dict[w.ConnectionKind, w.Message] = {
+    w.ConnectionKind.CONTROL: w.Hello(agent_id="a1", secret="s", agent_version="1", sysinfo={}),
+    w.ConnectionKind.CHANNEL: w.ChannelHello(channel_id="ch-1", token="tok"),
+    w.ConnectionKind.USER: w.ClientHello(cols=80, rows=24),
+}
+WELCOME: dict[w.ConnectionKind, w.Message] = {
+    w.ConnectionKind.CONTROL: w.Welcome(heartbeat_interval=30, metrics_interval=0),
+    w.ConnectionKind.CHANNEL: w.ChannelWelcome(),
+    w.ConnectionKind.USER: w.ClientWelcome(session_id="s1"),
+}
