@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 _READ_SIZE = 65536
 #: Larger than any TLS record's plaintext, so one ``SSLObject.read`` returns a whole record.
 _RECORD_READ = 65536
+#: A TLS record's largest plaintext: what enters the outgoing memory BIO at a time.
+_RECORD_PLAIN = 16384
 _ABNORMAL = 1006
 
 
@@ -342,17 +344,39 @@ class WebSocketClient:
         """Encrypt (under TLS) and write ``data``, queueing what the kernel does not take."""
         if not data:
             return
-        tls = self._tls_object
-        if tls is not None:
-            try:
-                tls.write(data)
-            except ssl.SSLError as exc:
-                raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
-            self._send_records()
+        if self._tls_object is not None:
+            self._send_encrypted(data)
         elif self._out:
             self._out += data
         else:
             self._write(data)
+
+    def _send_encrypted(self, data: bytes | bytearray) -> None:
+        """Encrypt ``data`` a record at a time and write the records with one ``sendmsg``.
+
+        A memory BIO keeps the capacity of the most it ever held for the connection's life:
+        a 64 KiB output message written at once would leave every streaming channel's
+        outgoing BIO at 64 KiB for good. Taking each record out as soon as it is made keeps
+        it at one record (as ``broker/tlsserver.py`` slices what enters its incoming BIO).
+        """
+        tls = self._tls_object
+        assert tls is not None
+        outgoing = self._outgoing
+        view = memoryview(data)
+        records: list[bytes] = []
+        try:
+            for at in range(0, len(view), _RECORD_PLAIN):
+                tls.write(view[at : at + _RECORD_PLAIN])
+                records.append(outgoing.read())
+        except ssl.SSLError as exc:
+            raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
+        if self._out:
+            for record in records:
+                self._out += record
+        elif len(records) == 1:
+            self._write(records[0])
+        else:
+            self._write_all(records)
 
     def _send_records(self) -> None:
         """Move the TLS records OpenSSL produced to the socket (or behind the queue)."""
@@ -374,6 +398,22 @@ class WebSocketClient:
             raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
         if sent < len(data):
             self._out += memoryview(data)[sent:]
+
+    def _write_all(self, chunks: list[bytes]) -> None:
+        """``_write`` for several buffers at once (one ``sendmsg``, no joined copy)."""
+        assert self._sock is not None
+        try:
+            sent = self._sock.sendmsg(chunks)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
+        for chunk in chunks:
+            if sent >= len(chunk):
+                sent -= len(chunk)
+            else:
+                self._out += memoryview(chunk)[sent:]
+                sent = 0
 
     def _flush(self) -> None:
         assert self._sock is not None
