@@ -51,8 +51,10 @@ class OutputBuffer:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
         self._data = bytearray()
-        #: True once ``_data`` is the full ring; ``_head`` is then its oldest byte's index.
-        self._ring = False
+        #: Once ``_data`` is the full ring: a view of it to write through (assigning to a
+        #: ``bytearray`` slice copies the bytes into a temporary first), and the index of
+        #: its oldest byte.
+        self._ring: memoryview | None = None
         self._head = 0
         self._end = 0
 
@@ -77,36 +79,38 @@ class OutputBuffer:
         self._end += size
         capacity = self._capacity
         view = memoryview(data)
-        if not self._ring:
+        ring = self._ring
+        if ring is None:
             held = len(self._data)
             if held + size < capacity:
                 self._data += data
                 return start
             # The first fill: the newest ``capacity`` bytes, oldest first, in an exact ring.
             kept = capacity - min(size, capacity)  # older bytes that stay (<= held here)
-            ring = bytearray(capacity)
+            full = bytearray(capacity)
+            ring = memoryview(full)
             ring[:kept] = memoryview(self._data)[held - kept :]
             ring[kept:] = view[size - (capacity - kept) :]
-            self._data, self._ring, self._head = ring, True, 0
+            self._data, self._ring, self._head = full, ring, 0
             return start
         if size >= capacity:
-            self._data[:] = view[size - capacity :]
+            ring[:] = view[size - capacity :]
             self._head = 0
             return start
         head = self._head
         first = min(size, capacity - head)
-        self._data[head : head + first] = view[:first]
+        ring[head : head + first] = view[:first]
         if first < size:
-            self._data[: size - first] = view[first:]
+            ring[: size - first] = view[first:]
         self._head = (head + size) % capacity
         return start
 
     def _newest(self, count: int) -> bytes:
         """The newest ``count`` bytes held (``count <= len(self._data)``), oldest first."""
-        data = memoryview(self._data)
+        data = self._ring
+        if data is None:
+            return bytes(self._data[len(self._data) - count :])
         held = len(data)
-        if not self._ring:
-            return bytes(data[held - count :])
         first = (self._head + held - count) % held
         if first + count <= held:
             return bytes(data[first : first + count])
