@@ -67,8 +67,10 @@ if TYPE_CHECKING:
 __all__ = ["Channel", "ChannelContext", "ExecChannel", "TerminalChannel"]
 
 #: Stop reading a pty / pipe while this much is queued for the broker; resume below LOW.
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
+#: The queue is only what the kernel's socket buffer (which autotunes to megabytes) has
+#: not taken, so it does not set the pace; each queued KiB is resident memory per channel.
+HIGH_WATER = 128 * 1024
+LOW_WATER = 32 * 1024
 #: After the command exited, wait this long for its pipes to reach EOF (daemonized
 #: grandchildren may hold them open for ever).
 PIPE_DRAIN_SECONDS = 2.0

@@ -171,6 +171,8 @@ class Agent:
         self._channels: list[Channel] = []
         self._paused: set[str] = set()
         self._exit_pending: dict[str, ExitStatus] = {}
+        #: Where pty reads land (``Terminal.read_burst``); made at the first terminal output.
+        self._burst: bytearray | None = None
 
     def _default_connect(self, url: str) -> WebSocketClient:
         return WebSocketClient(url, ca_file=self.config.ca_file, clock=self._clock)
@@ -685,7 +687,9 @@ class Agent:
         if terminal.closed:
             return
         try:
-            data = terminal.read_burst(_READ_COALESCE, _SHORT_READ)
+            if self._burst is None:
+                self._burst = bytearray(_READ_COALESCE)
+            data = terminal.read_burst(self._burst, _SHORT_READ)
         except TerminalError as exc:
             log.warning("channel %s: %s", channel_id, exc)
             return

@@ -156,44 +156,49 @@ class Terminal:
         self.buffer.append(data)
         return data
 
-    def read_burst(self, limit: int, short: int) -> bytes | None:
-        """Read until the pty is empty or ``limit`` bytes are gathered; append them once.
+    def read_burst(self, scratch: bytearray, short: int) -> bytes | None:
+        """Read until the pty is empty or ``scratch`` is full; append the bytes once.
 
         A pty hands out at most about 4 KiB per read, so a stream takes many reads; this
-        is ``read`` in a loop without its per-call overhead. A first read shorter than
-        ``short`` (an echo, a prompt) is returned at once: another read would only learn
-        that the pty is empty. Returns like ``read``: ``None`` when nothing is available,
-        ``b""`` at end of output (bytes read before the end are returned first).
+        is ``read`` in a loop without its per-call overhead. The reads land in the caller's
+        ``scratch`` (one buffer the loop reuses), not in a fresh 64 KiB ``bytes`` per read
+        that is shrunk to 4 KiB and then joined: one copy of the burst is made, at the end.
+        A first read shorter than ``short`` (an echo, a prompt) is returned at once:
+        another read would only learn that the pty is empty. Returns like ``read``:
+        ``None`` when nothing is available, ``b""`` at end of output (bytes read before
+        the end are returned first).
         """
         self._check_open()
         if self._eof:
             return b""
         fd = self._fd
-        chunks: list[bytes] = []
+        view = memoryview(scratch)
+        limit = len(view)
         size = 0
         failure: OSError | None = None
         while size < limit:
             try:
-                data = os.read(fd, 65536)
+                count = os.readv(fd, (view[size:],))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 if exc.errno != errno.EIO:
                     failure = exc
                     break
-                data = b""
-            if not data:
+                count = 0
+            if not count:
                 self._eof = True
                 break
-            chunks.append(data)
-            size += len(data)
+            size += count
             if size < short:
                 break
-        if not chunks:
+        if not size:
+            view.release()
             if failure is not None:
                 raise TerminalError(f"pty read failed: {failure.strerror}") from failure
             return b"" if self._eof else None
-        output = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        output = bytes(view[:size])
+        view.release()
         self.buffer.append(output)
         return output  # a failure after some output shows again on the next read
 

@@ -26,9 +26,11 @@ incoming message beyond ``max_message_size``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import errno
+import itertools
 import socket
 import ssl
 import time
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from typing import Callable, Union
 
     Payload = Union[str, bytes]
+    Chunk = Union[bytes, bytearray, memoryview]
 
 #: One ``recv`` takes up to this much (the broker sends keystrokes and small control
 #: messages); a shorter read means the socket is drained (the selector is
@@ -52,6 +55,10 @@ if TYPE_CHECKING:
 _READ_SIZE = 65536
 #: Larger than any TLS record's plaintext, so one ``SSLObject.read`` returns a whole record.
 _RECORD_READ = 65536
+#: A TLS record's largest plaintext: what enters the outgoing memory BIO at a time.
+_RECORD_PLAIN = 16384
+#: At most this many queued chunks per ``sendmsg`` (records of 16 KiB: 1 MiB).
+_FLUSH_CHUNKS = 64
 _ABNORMAL = 1006
 
 
@@ -128,8 +135,11 @@ class WebSocketClient:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._ws: ClientConnection | None = None
-        #: Bytes for the wire (TLS records when TLS) that the kernel has not taken yet.
-        self._out = bytearray()
+        #: Chunks for the wire (TLS records when TLS) that the kernel has not taken yet,
+        #: kept as they were made: a ``bytearray`` appended to at the back and cut at the
+        #: front reallocated (and over-allocated) its up to 192 KiB on most writes.
+        self._out: collections.deque[Chunk] = collections.deque()
+        self._queued = 0
         self._messages: list[Payload] = []
         self._deadline: float | None = None
         self.phase = Phase.NEW
@@ -167,7 +177,7 @@ class WebSocketClient:
     @property
     def buffered_amount(self) -> int:
         """Bytes queued but not yet accepted by the kernel (for flow control)."""
-        return len(self._out)
+        return self._queued
 
     def connect(self) -> None:
         """Resolve the host and start a non-blocking TCP connect."""
@@ -278,6 +288,7 @@ class WebSocketClient:
         self.phase = Phase.CLOSED
         self._deadline = None
         self._out.clear()
+        self._queued = 0
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
@@ -342,49 +353,83 @@ class WebSocketClient:
         """Encrypt (under TLS) and write ``data``, queueing what the kernel does not take."""
         if not data:
             return
-        tls = self._tls_object
-        if tls is not None:
-            try:
-                tls.write(data)
-            except ssl.SSLError as exc:
-                raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
-            self._send_records()
-        elif self._out:
-            self._out += data
+        if self._tls_object is not None:
+            self._send_encrypted(data)
         else:
-            self._write(data)
+            self._write([data])
+
+    def _send_encrypted(self, data: bytes | bytearray) -> None:
+        """Encrypt ``data`` a record at a time and write the records with one ``sendmsg``.
+
+        A memory BIO keeps the capacity of the most it ever held for the connection's life:
+        a 64 KiB output message written at once would leave every streaming channel's
+        outgoing BIO at 64 KiB for good. Taking each record out as soon as it is made keeps
+        it at one record (as ``broker/tlsserver.py`` slices what enters its incoming BIO).
+        """
+        tls = self._tls_object
+        assert tls is not None
+        outgoing = self._outgoing
+        view = memoryview(data)
+        records: list[Chunk] = []
+        try:
+            for at in range(0, len(view), _RECORD_PLAIN):
+                tls.write(view[at : at + _RECORD_PLAIN])
+                records.append(outgoing.read())
+        except ssl.SSLError as exc:
+            raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
+        self._write(records)
 
     def _send_records(self) -> None:
         """Move the TLS records OpenSSL produced to the socket (or behind the queue)."""
         if self._outgoing.pending:
-            records = self._outgoing.read()
-            if self._out:
-                self._out += records
-            else:
-                self._write(records)
+            self._write([self._outgoing.read()])
 
-    def _write(self, data: bytes | bytearray) -> None:
-        """Write ``data`` now (nothing is queued); queue what the kernel did not take."""
+    def _write(self, chunks: list[Chunk]) -> None:
+        """Write ``chunks`` with one ``sendmsg`` if nothing is queued, else queue them;
+        queue what the kernel did not take."""
+        if self._out:
+            self._queue(chunks, 0)
+            return
         assert self._sock is not None
         try:
-            sent = self._sock.send(data)
+            sent = self._sock.sendmsg(chunks)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
             raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
-        if sent < len(data):
-            self._out += memoryview(data)[sent:]
+        self._queue(chunks, sent)
+
+    def _queue(self, chunks: list[Chunk], sent: int) -> None:
+        """Queue ``chunks`` less their first ``sent`` bytes, as they are (no copy)."""
+        for chunk in chunks:
+            size = len(chunk)
+            if sent >= size:
+                sent -= size
+                continue
+            self._out.append(memoryview(chunk)[sent:] if sent else chunk)
+            self._queued += size - sent
+            sent = 0
 
     def _flush(self) -> None:
-        assert self._sock is not None
-        while self._out:
+        """Write queued chunks until the kernel stops taking them (``_FLUSH_CHUNKS`` a call)."""
+        sock = self._sock
+        assert sock is not None
+        out = self._out
+        while out:
             try:
-                sent = self._sock.send(self._out)
+                sent = sock.sendmsg(list(itertools.islice(out, _FLUSH_CHUNKS)))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 raise self._fail(f"connection to {self._netloc} lost: {exc}", exc) from exc
-            del self._out[:sent]
+            self._queued -= sent
+            while sent:
+                size = len(out[0])
+                if sent < size:
+                    out[0] = memoryview(out[0])[sent:]
+                    break
+                out.popleft()
+                sent -= size
 
     # -- bytes in: the socket -> TLS records -> WebSocket bytes ----------------------------
 

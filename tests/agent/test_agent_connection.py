@@ -13,7 +13,7 @@ import trustme
 from agent_ws_peer import CHANNEL, Closed, Peer, PeerConn, running_peer
 
 from agent.backoff import Backoff
-from agent.channels import HIGH_WATER
+from agent.channels import HIGH_WATER, Channel
 from agent.config import AgentConfig
 from agent.control import Agent
 from agent.terminal import Terminal
@@ -388,6 +388,9 @@ def test_terminal_over_tls_streams_every_byte_and_echoes(
             channel.send(Input(data=command))  # 3,000,000 x "A" (the command has none)
             out = read_output(channel, b"DONE\r\n", timeout=60)
             assert out.count(b"A") == 3_000_000
+            # a stalled broker: records queue in the agent (sent a chunk list at a time)
+            (agent_channel,) = agent._channels
+            stall_and_drain(tls_peer, channel, agent_channel)
             channel.send(Input(data=b"exit 7\n"))
             exit_message = until(channel, Exit)
             assert isinstance(exit_message, Exit) and exit_message.status == 7
@@ -395,14 +398,9 @@ def test_terminal_over_tls_streams_every_byte_and_echoes(
             assert running.stop() == 0
 
 
-def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: UnixUser) -> None:
-    """A broker that stops reading fills the kernel's buffers, then the agent's queue;
-    past HIGH_WATER the agent stops reading the pty (it does not queue without bound),
-    and once the broker reads again every byte arrives."""
-    running = agent_factory(me_bash)
-    control, _ = handshake(peer)
-    channel = open_channel(peer, control, terminal_request())
-    until(channel, Output)  # the prompt
+def stall_and_drain(peer: Peer, channel: PeerConn, agent_channel: Channel) -> None:
+    """Stop reading ``channel`` while 16 MB stream into it: the agent's queue fills past
+    HIGH_WATER and stops there; then read again: every byte arrives, in order, once."""
 
     async def pause() -> None:
         channel.ws.transport.pause_reading()
@@ -412,7 +410,6 @@ def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: U
 
     peer.call(pause())
     channel.send(Input(data=b"head -c 16000000 /dev/zero | tr '\\0' '\\101'; echo DO''NE\n"))
-    (agent_channel,) = running.agent._channels
     deadline = time.monotonic() + 30
     peak = 0
     while time.monotonic() < deadline and peak <= HIGH_WATER:
@@ -425,6 +422,19 @@ def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: U
     peer.call(resume())
     out = read_output(channel, b"DONE\r\n", timeout=60)
     assert out.count(b"A") == 16_000_000
+    assert b"A" * 16_000_000 in out
+
+
+def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: UnixUser) -> None:
+    """A broker that stops reading fills the kernel's buffers, then the agent's queue;
+    past HIGH_WATER the agent stops reading the pty (it does not queue without bound),
+    and once the broker reads again every byte arrives."""
+    running = agent_factory(me_bash)
+    control, _ = handshake(peer)
+    channel = open_channel(peer, control, terminal_request())
+    until(channel, Output)  # the prompt
+    (agent_channel,) = running.agent._channels
+    stall_and_drain(peer, channel, agent_channel)
     channel.send(Input(data=b"exit\n"))
     until(channel, Exit)
     assert running.stop() == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,3 +51,32 @@ def test_property_no_loss_no_duplication(
     assert replay.offset == offset + replay.gap
     assert everything[replay.offset :] == replay.data
     assert replay.gap == max(0, len(everything) - capacity - offset)
+
+
+def test_full_buffer_is_overwritten_in_place() -> None:
+    """Once full, appends write into the ring: no reallocation per append, no
+    over-allocation; and the bytes held are still exactly the newest ``capacity``."""
+    capacity = 256 * 1024
+    buffer = OutputBuffer(capacity)
+    chunks = [bytes([i % 251]) * (4096 + 997 * i) for i in range(40)]  # 4..43 KiB
+    everything = bytearray()
+    for chunk in chunks[:20]:
+        buffer.append(chunk)
+        everything += chunk
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for chunk in chunks[20:]:
+            buffer.append(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for chunk in chunks[20:]:
+        everything += chunk
+    assert peak - before < 4096  # sliding a bytearray reallocated ~288 KiB per append
+    assert buffer.since(0) == Replay(len(everything) - capacity, bytes(everything[-capacity:]),
+                                     len(everything) - capacity)  # fmt: skip
+    middle = len(everything) - 1000
+    assert buffer.since(middle) == Replay(middle, bytes(everything[middle:]), 0)
+    assert buffer.append(b"x" * (capacity + 5)) == len(everything)  # larger than the ring
+    assert buffer.since(0).data == b"x" * capacity
