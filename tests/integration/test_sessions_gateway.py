@@ -100,6 +100,10 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+#: What the agent's bash prints at the end of every prompt (OSC 133;B).
+PROMPT_END = b"\x1b]133;B\x07"
+
+
 class Term:
     """A websh USER client over a real WebSocket."""
 
@@ -143,6 +147,21 @@ class Term:
     async def until(self, needle: bytes, timeout: float = 10) -> None:
         async def loop() -> None:
             while needle not in self.out:
+                await self.next()
+
+        await asyncio.wait_for(loop(), timeout)
+
+    def prompts(self) -> int:
+        """How many prompts the shell has shown so far (the agent's prompt-end mark)."""
+        return self.out.count(PROMPT_END)
+
+    async def until_prompt(self, seen: int, timeout: float = 10) -> None:
+        """Wait for a prompt after the first ``seen``. The command gate discards a line
+        typed while a command still runs (it was never inspected), so a test that types
+        its next command on seeing the last one's output, before the prompt, races it."""
+
+        async def loop() -> None:
+            while self.prompts() <= seen:
                 await self.next()
 
         await asyncio.wait_for(loop(), timeout)
@@ -287,15 +306,22 @@ async def test_open_type_resize_exit_two_sessions_and_recording(env: Env) -> Non
     two = await Term.connect(second["websocket_url"], cols=100, rows=30)
     assert one.welcome.session_id == first["session_id"]
 
+    await one.until_prompt(0)
+    await two.until_prompt(0)
+    shown_one, shown_two = one.prompts(), two.prompts()
     await one.type("echo hel''lo-one\n")
     await two.type("echo hel''lo-two; stty size\n")
     await one.until(b"hello-one\r\n")
     await two.until(b"30 100")
     assert b"hello-two" not in one.out and b"hello-one" not in two.out
+    await one.until_prompt(shown_one)
+    await two.until_prompt(shown_two)
 
     await one.send(Resize(cols=132, rows=43))
+    shown_one = one.prompts()
     await one.type("stty size\n")
     await one.until(b"43 132")
+    await one.until_prompt(shown_one)
     await one.type("exit 3\n")
     final = await one.final()
     assert isinstance(final, Exit) and final.status == 3
