@@ -215,25 +215,29 @@ class LiveSession:
     def _output(self, data: bytes, *, injected: bool = False) -> bool:
         """Shell output (or, ``injected``, the gate's own messages) to clients and recording.
         True when a client was written to at once (it has everything: no backpressure)."""
-        if self.gate is not None and not injected:
-            self.gate.output(data)
         buffer = self.buffer
         start = buffer.end
         buffer.append(data)
-        self.recorder.output(data)
-        self._last_traffic = self._loop.time()
         oldest = buffer.start
         caught_up = False
-        for client in self.clients:  # nothing below adds or removes clients synchronously
-            cursor = client.cursor
-            if cursor is None:
-                client.wake.set()
-            elif cursor < oldest:
-                self._spawn(self._drop_slow(client))
-            elif cursor == start and self._send_direct(client, start, data):
-                caught_up = True
-            else:
-                client.wake.set()
+        try:
+            for client in self.clients:  # nothing below adds or removes clients synchronously
+                cursor = client.cursor
+                if cursor is None:
+                    client.wake.set()
+                elif cursor < oldest:
+                    self._spawn(self._drop_slow(client))
+                elif cursor == start and self._send_direct(client, start, data):
+                    caught_up = True
+                else:
+                    client.wake.set()
+        finally:
+            # Bookkeeping after the writes, so a keystroke's echo is on its way before it
+            # runs (and the recording still gets every byte if a write fails).
+            if self.gate is not None and not injected:
+                self.gate.output(data)
+            self.recorder.output(data)
+            self._last_traffic = self._loop.time()
         return caught_up
 
     def _send_direct(self, client: Client, start: int, data: bytes) -> bool:
