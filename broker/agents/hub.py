@@ -26,7 +26,7 @@ from broker.agents.wire import Closed, Wire
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, CorralError
 from broker.services import Services
-from broker.services.inventory import Report
+from broker.services.inventory import Departure, Report
 from broker.store.models import Server, ServerStatus, new_id
 from websh import (
     Attach,
@@ -177,6 +177,9 @@ class AgentHub:
         self._connected = asyncio.Condition()
         #: Detaching agents served per message (``_left``), awaited by ``close_all``.
         self._leaving: set[asyncio.Task[None]] = set()
+        #: Departures waiting to be written (link, close code, done), and their writer.
+        self._departures: list[tuple[AgentLink, int | None, asyncio.Future[None]]] = []
+        self._departure_writer: asyncio.Task[None] | None = None
         #: One agent's welcome or farewell writes to the store at a time. Their transactions
         #: queue at the database anyway (SQLite's ``BEGIN IMMEDIATE``, the audit chain's
         #: workspace row), so letting a reconnect storm in at once welcomes no one sooner:
@@ -299,31 +302,61 @@ class AgentHub:
 
     async def _detach(self, link: AgentLink, code: int | None = None) -> None:
         """Mark the server offline (unless a newer link owns it) and audit the end with
-        ``code``, the close code the connection ended with (else the websh one)."""
+        ``code``, the close code the connection ended with (else the websh one).
+
+        Returns once that is written. Departures that arrive while earlier ones are being
+        written are written together (:meth:`_write_departures`): when many agents leave
+        at once (a broker shutting down, a network cut) a few transactions do it.
+        """
         server = link.server
         if self.links.get(server.id) is not link:
             return  # replaced: the newer link owns the presence
         del self.links[server.id]
-        async with self._store_turn:
-            await self._flush_reports()  # its last metrics before it is marked offline
-            with contextlib.suppress(CorralError):
-                if server.id not in self.links:  # else a newer link was welcomed meanwhile
-                    await self.services.servers.report(
-                        server.workspace_id,
-                        server.id,
-                        status=ServerStatus.OFFLINE,
-                        seen_at=self.services.servers.clock(),
-                    )
-                await self.services.audit.emit(
-                    server.workspace_id,
-                    Category.RESOURCE_ACCESS,
-                    "agent.disconnected",
-                    actor=Actor("agent", server.id, link.credential_id),
-                    server_id=server.id,
-                    details={
-                        "close_code": link.wire.connection.close_code if code is None else code
-                    },
+        written = asyncio.get_running_loop().create_future()
+        ended = link.wire.connection.close_code if code is None else code
+        self._departures.append((link, ended, written))
+        if self._departure_writer is None:
+            self._departure_writer = asyncio.create_task(
+                self._write_departures(), name="agent-hub-departures"
+            )
+        await written
+
+    async def _write_departures(self) -> None:
+        """Write the queued departures, a batch per turn of the store, until none is left."""
+        try:
+            while self._departures:
+                batch, self._departures = self._departures, []
+                try:
+                    async with self._store_turn:
+                        await self._flush_reports()  # their last metrics before they are offline
+                        await self._write_batch([(link, code) for link, code, _ in batch])
+                except Exception:
+                    log.exception("writing %d agent departure(s) failed", len(batch))
+                finally:
+                    for _, _, written in batch:
+                        if not written.done():
+                            written.set_result(None)
+        finally:
+            self._departure_writer = None
+
+    async def _write_batch(self, batch: list[tuple[AgentLink, int | None]]) -> None:
+        seen_at = self.services.servers.clock()
+        by_workspace: dict[str, list[Departure]] = {}
+        for link, code in batch:
+            server = link.server
+            by_workspace.setdefault(server.workspace_id, []).append(
+                Departure(
+                    server.id,
+                    link.credential_id,
+                    code,
+                    offline=server.id not in self.links,  # else a newer link was welcomed
                 )
+            )
+        for workspace_id, departures in by_workspace.items():
+            try:
+                await self.services.servers.departed(workspace_id, departures, seen_at)
+            except CorralError as exc:  # the workspace itself is gone
+                log.warning("agent departures in workspace %s not written: %s", workspace_id, exc)
 
     async def _control_loop(self, link: AgentLink) -> int:
         """Read the agent's messages until it leaves; the close code. The only task per

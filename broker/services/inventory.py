@@ -16,7 +16,7 @@ from broker.services.base import Service, fetch, scoped, unique
 from broker.services.directory import NAME
 from broker.store.models import Server, ServerGroup, ServerGroupMembership, ServerStatus
 
-__all__ = ["Report", "ServerGroupService", "ServerService"]
+__all__ = ["Departure", "Report", "ServerGroupService", "ServerService"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,17 @@ class Report:
     seen_at: datetime
     sysinfo: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Departure:
+    """An agent connection that ended (see :meth:`ServerService.departed`)."""
+
+    server_id: str
+    credential_id: str
+    close_code: int | None
+    #: No newer connection of the server was welcomed meanwhile: mark it offline.
+    offline: bool = True
 
 
 def server_name(name: str) -> str:
@@ -166,6 +177,39 @@ class ServerService(Service):
                     .values(values)
                 )
                 await (await s.connection()).execute(statement, rows)
+
+    async def departed(
+        self, workspace_id: str, departures: builtins.list[Departure], seen_at: datetime
+    ) -> None:
+        """Many of a workspace's agents left: their servers offline and one
+        ``agent.disconnected`` event each, in one transaction.
+
+        The hub writes the departures that queued up while the previous batch was being
+        written together (a broker shutting down with 1,000 agents: a few commits instead
+        of 2,000). A server removed meanwhile matches no row; its departure is still
+        audited.
+        """
+        if not departures:
+            return
+        offline = [d.server_id for d in departures if d.offline]
+        async with self.db.transaction() as s:
+            if offline:
+                await s.exec(
+                    sa.update(Server)
+                    .where(col(Server.workspace_id) == workspace_id)
+                    .where(col(Server.id).in_(offline))
+                    .values(status=ServerStatus.OFFLINE, last_seen_at=seen_at)
+                )
+            for departure in departures:
+                await self.audit.emit(
+                    workspace_id,
+                    Category.RESOURCE_ACCESS,
+                    "agent.disconnected",
+                    actor=Actor("agent", departure.server_id, departure.credential_id),
+                    server_id=departure.server_id,
+                    details={"close_code": departure.close_code},
+                    session=s,
+                )
 
     async def remove(self, workspace_id: str, server_id: str, *, actor: Actor) -> None:
         async with self.db.transaction() as s:

@@ -18,7 +18,7 @@ from sqlmodel import select
 from broker.audit import Actor
 from broker.errors import AuthenticationFailed, NotFound
 from broker.services import TENANT_SERVICES, Services
-from broker.services.inventory import Report
+from broker.services.inventory import Departure, Report
 from broker.services.sso import SsoAssertion
 from broker.store.models import (
     AccessLevel,
@@ -181,6 +181,9 @@ CASES: dict[str, Case] = {
     "ServerService.report": lambda s, a, b: s.servers.report(b.ws, a.server, metrics={"x": 1}),
     "ServerService.report_many": lambda s, a, b: s.servers.report_many(
         b.ws, [Report(a.server, datetime.now(UTC), metrics={"x": 1})]
+    ),
+    "ServerService.departed": lambda s, a, b: s.servers.departed(
+        b.ws, [Departure(a.server, "cred", 1000)], datetime.now(UTC)
     ),
     "ServerService.remove": lambda s, a, b: s.servers.remove(b.ws, a.server, actor=ACTOR),
     "ServerGroupService.create": lambda s, a, b: s.server_groups.create(b.ws, "web2"),

@@ -1,5 +1,6 @@
-"""The hub's welcome: a burst of agents is written to the store one agent at a time, and
-an agent that leaves while it waits for its turn is not welcomed at all.
+"""The hub's welcome and farewell: a burst of agents is written to the store one agent at
+a time, an agent that leaves while it waits for its turn is not welcomed at all, and
+agents that leave together are written off together.
 
 The hub here gets a ``ServerService`` that watches its own ``report`` calls (injected
 through ``Services``, as the hub takes them), on a real broker with real WebSockets.
@@ -18,7 +19,7 @@ import websockets
 
 from broker.agents.hub import CONTROL_PATH, AgentHub
 from broker.app import create_app
-from broker.services.inventory import ServerService
+from broker.services.inventory import Departure, ServerService
 from broker.serving import server_config
 from broker.store.models import Server, ServerStatus
 from tests.integration.conftest import Broker, bind
@@ -36,6 +37,7 @@ class WatchedServers(ServerService):
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.holding = False
+        self.batches: list[list[str]] = []  # the server ids of each ``departed`` call
 
     def hold(self) -> None:
         self.holding = True
@@ -52,6 +54,13 @@ class WatchedServers(ServerService):
             return await super().report(*args, **kwargs)
         finally:
             self.running -= 1
+
+    async def departed(self, workspace_id: str, departures: list[Departure], *args: Any) -> None:
+        self.batches.append(sorted(d.server_id for d in departures))
+        if self.holding and not self.entered.is_set():
+            self.entered.set()
+            await self.release.wait()
+        await super().departed(workspace_id, departures, *args)
 
 
 @dataclasses.dataclass
@@ -210,3 +219,39 @@ async def test_a_farewell_after_a_newer_welcome_leaves_the_server_online(
     finally:
         await other[0].close()
         await new[0].close()
+
+
+async def test_agents_that_leave_together_are_written_off_together(watched: Watched) -> None:
+    """While one departure is being written the others queue; they are then written in
+    one transaction: every server offline, one ``agent.disconnected`` each."""
+    broker = watched.broker
+    agents = [await _register(broker, f"leaving-{i:02d}") for i in range(20)]
+    sockets = [await _hello(watched.url, *agent) for agent in agents]
+    assert all(await asyncio.gather(*(_welcomed(agent) for agent in sockets)))
+    while len(watched.hub.links) < len(agents):  # the welcome goes out before the link
+        await asyncio.sleep(0.02)
+    watched.servers.hold()
+    await sockets[0][0].close()
+    await asyncio.wait_for(watched.servers.entered.wait(), 10)  # the first one holds the store
+    await asyncio.gather(*(ws.close() for ws, _ in sockets[1:]))
+    while watched.hub.links:  # all of them have left and wait for the store
+        await asyncio.sleep(0.02)
+    watched.servers.release.set()
+
+    async def written() -> list[str]:
+        while True:
+            events = await broker.runtime.services.audit.events(
+                broker.workspace_id, action="agent.disconnected", limit=100
+            )
+            if len(events) >= len(agents):
+                return sorted(event.server_id for event in events)
+            await asyncio.sleep(0.05)
+
+    ids = sorted(server_id for server_id, _ in agents)
+    assert await asyncio.wait_for(written(), 10) == ids
+    first = agents[0][0]
+    assert watched.servers.batches == [[first], [i for i in ids if i != first]]
+    for server_id, _ in agents:
+        server = await broker.runtime.services.servers.get(broker.workspace_id, server_id)
+        assert server.status == ServerStatus.OFFLINE
+        assert server.last_seen_at is not None
