@@ -273,6 +273,20 @@ async def settle(seconds: float) -> int:
     return rss_kib()
 
 
+async def departures_written(
+    broker: Broker, count: int, began: float, limit: float = 120.0
+) -> float:
+    """Seconds from ``began`` until ``count`` ``agent.disconnected`` events are audited."""
+    while time.monotonic() - began < limit:
+        events = await broker.runtime.services.audit.events(
+            broker.workspace_id, action="agent.disconnected", limit=count
+        )
+        if len(events) >= count:
+            break
+        await asyncio.sleep(0.1)
+    return time.monotonic() - began
+
+
 async def coordinator(args: argparse.Namespace) -> None:
     import trustme
 
@@ -362,8 +376,10 @@ async def coordinator(args: argparse.Namespace) -> None:
                 child.send_signal(signal.SIGUSR1)
                 counters = json.loads(await asyncio.to_thread(child.stdout.readline))
             finally:
+                gone = time.monotonic()
                 child.terminate()
                 await asyncio.to_thread(child.wait, 30)
+            farewell = await departures_written(broker, connected, gone)
     used = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
     cpu_percent = 100 * used / (wall_end - wall_start)
     messages = sum(counters[k] - counted_before[k] for k in ("pings", "metrics"))
@@ -396,6 +412,12 @@ async def coordinator(args: argparse.Namespace) -> None:
             f"{cpu_percent:.2f} %",
             f"< {CPU_TARGET_PERCENT:.0f} %",
             cpu_percent < CPU_TARGET_PERCENT,
+        ),
+        (
+            f"{connected} agents stopped -> all disconnects audited",
+            f"{farewell:.1f} s",
+            "",
+            None,
         ),
     ]
     for label, value, target, ok in lines:
