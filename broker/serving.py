@@ -33,6 +33,7 @@ the integration tests and the benchmarks all run the broker the same way:
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import socket
 import ssl
@@ -63,6 +64,21 @@ KEEPALIVE_INTERVAL = 10
 KEEPALIVE_COUNT = 3
 #: Largest WebSocket message accepted (websh's own limits are smaller).
 WS_MAX_SIZE = 2 * 1024 * 1024
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up built out of every later garbage collection.
+
+    A started broker holds some 170,000 objects the cyclic collector tracks (modules,
+    routes, the ORM's metadata, the policy), all of them for good. Each full collection
+    walked them all: about 35 ms in which no keystroke, echo or agent is served, every so
+    often as sessions open and close. Once start-up is done, a collection and
+    ``gc.freeze()`` move them to the permanent generation, so later collections only walk
+    what was made since (``benchmarks/README.md``, "full collection"). Called once per
+    process, by ``corral up``: never in a process that starts many brokers.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def resolve_event_loop(choice: str) -> str:

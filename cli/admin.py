@@ -24,7 +24,7 @@ from broker.bootstrap import initialise
 from broker.errors import CorralError, NotFound, SettingsError
 from broker.gateway.retention import RecordingRetention
 from broker.runtime import Runtime, open_runtime
-from broker.serving import loop_factory, server_config, set_keepalive
+from broker.serving import freeze_startup_heap, loop_factory, server_config, set_keepalive
 from broker.settings import Settings, load_settings
 from broker.store.models import Role, TokenScope, Workspace
 from cli.local_agent import LocalAgent, loopback_url
@@ -228,6 +228,7 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        freeze_startup_heap()
         self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
