@@ -22,12 +22,12 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from broker.agents.presence import Presence, ServerRef
 from broker.agents.wire import Closed, Wire
 from broker.audit import Actor, Category, Outcome
 from broker.errors import AuthenticationFailed, CorralError
 from broker.services import Services
-from broker.services.inventory import Departure, Report
-from broker.store.models import Server, ServerStatus, new_id
+from broker.store.models import Server, new_id
 from websh import (
     Attach,
     ChannelHello,
@@ -77,15 +77,6 @@ _ORDINARY_CLOSE = frozenset(
 
 class AgentOffline(CorralError):
     """The server's agent is not connected to this broker."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerRef:
-    """Which server a link is: not the store's row, whose system info, metrics and ORM
-    state would otherwise stay in memory for every connected agent."""
-
-    id: str
-    workspace_id: str
 
 
 @dataclass(eq=False, slots=True)
@@ -169,28 +160,14 @@ class AgentHub:
         #: How often metrics and system info are written (all agents in one transaction).
         self.report_interval = min(report_interval, metrics_interval or report_interval)
         self.links: dict[str, AgentLink] = {}
-        #: What agents reported since the last flush, by workspace and server.
-        self._reports: dict[str, dict[str, Report]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
         self.channels: set[DataChannel] = set()
         self._connected = asyncio.Condition()
         #: Detaching agents served per message (``_left``), awaited by ``close_all``.
         self._leaving: set[asyncio.Task[None]] = set()
-        #: Departures waiting to be written (link, close code, done), and their writer.
-        self._departures: list[tuple[AgentLink, int | None, asyncio.Future[None]]] = []
-        self._departure_writer: asyncio.Task[None] | None = None
-        #: One agent's welcome or farewell writes to the store at a time. Their transactions
-        #: queue at the database anyway (SQLite's ``BEGIN IMMEDIATE``, the audit chain's
-        #: workspace row), so letting a reconnect storm in at once welcomes no one sooner:
-        #: it only holds every waiting handshake's session, rows and pool connection at the
-        #: same moment, and that peak stays in the broker's RSS as fragmented arenas
-        #: (``benchmarks/idle_agents.py --plain``, 1,000 agents arriving at 200 a second:
-        #: about 31 -> 10 KiB per agent, and no slower to connect them all). In turn, a
-        #: farewell and a newer link's welcome for the same server no longer interleave
-        #: their presence writes (a farewell that waited behind the welcome leaves the
-        #: server online).
-        self._store_turn = asyncio.Lock()
+        #: The store side: presence, reports and departures, one writer at a time.
+        self.presence = Presence(services, linked=self.links.__contains__)
 
     # ----------------------------------------------------------- control side
 
@@ -209,7 +186,7 @@ class AgentHub:
         if not isinstance(hello, Hello):
             await wire.close(CloseCode.PROTOCOL_ERROR, "hello expected")
             return
-        async with self._store_turn:
+        async with self.presence.turn:
             if wire.gone:
                 log.info("agent from %s left before its welcome", source)
                 return
@@ -274,26 +251,13 @@ class AgentHub:
 
     async def _attach(self, link: AgentLink, sysinfo: dict[str, Any]) -> None:
         server = link.server
-        # a replaced link's unflushed report is older
-        self._reports.get(server.workspace_id, {}).pop(server.id, None)
+        self.presence.forget_report(server)  # a replaced link's unflushed report is older
         previous = self.links.get(server.id)
         self.links[server.id] = link
         if previous is not None:
             await previous.wire.close(CloseCode.REPLACED, "replaced by a newer connection")
-        await self.services.servers.report(
-            server.workspace_id,
-            server.id,
-            status=ServerStatus.ONLINE,
-            seen_at=self.services.servers.clock(),
-            sysinfo=sysinfo or None,
-        )
-        await self.services.audit.emit(
-            server.workspace_id,
-            Category.RESOURCE_ACCESS,
-            "agent.connected",
-            actor=Actor("agent", server.id, link.credential_id),
-            server_id=server.id,
-            details={"version": link.version, "replaced": previous is not None},
+        await self.presence.online(
+            server, link.credential_id, link.version, sysinfo, replaced=previous is not None
         )
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="agent-hub-sweeper")
@@ -302,61 +266,14 @@ class AgentHub:
 
     async def _detach(self, link: AgentLink, code: int | None = None) -> None:
         """Mark the server offline (unless a newer link owns it) and audit the end with
-        ``code``, the close code the connection ended with (else the websh one).
-
-        Returns once that is written. Departures that arrive while earlier ones are being
-        written are written together (:meth:`_write_departures`): when many agents leave
-        at once (a broker shutting down, a network cut) a few transactions do it.
-        """
+        ``code``, the close code the connection ended with (else the websh one); returns
+        once that is written (departures that come together are written together)."""
         server = link.server
         if self.links.get(server.id) is not link:
             return  # replaced: the newer link owns the presence
         del self.links[server.id]
-        written = asyncio.get_running_loop().create_future()
         ended = link.wire.connection.close_code if code is None else code
-        self._departures.append((link, ended, written))
-        if self._departure_writer is None:
-            self._departure_writer = asyncio.create_task(
-                self._write_departures(), name="agent-hub-departures"
-            )
-        await written
-
-    async def _write_departures(self) -> None:
-        """Write the queued departures, a batch per turn of the store, until none is left."""
-        try:
-            while self._departures:
-                batch, self._departures = self._departures, []
-                try:
-                    async with self._store_turn:
-                        await self._flush_reports()  # their last metrics before they are offline
-                        await self._write_batch([(link, code) for link, code, _ in batch])
-                except Exception:
-                    log.exception("writing %d agent departure(s) failed", len(batch))
-                finally:
-                    for _, _, written in batch:
-                        if not written.done():
-                            written.set_result(None)
-        finally:
-            self._departure_writer = None
-
-    async def _write_batch(self, batch: list[tuple[AgentLink, int | None]]) -> None:
-        seen_at = self.services.servers.clock()
-        by_workspace: dict[str, list[Departure]] = {}
-        for link, code in batch:
-            server = link.server
-            by_workspace.setdefault(server.workspace_id, []).append(
-                Departure(
-                    server.id,
-                    link.credential_id,
-                    code,
-                    offline=server.id not in self.links,  # else a newer link was welcomed
-                )
-            )
-        for workspace_id, departures in by_workspace.items():
-            try:
-                await self.services.servers.departed(workspace_id, departures, seen_at)
-            except CorralError as exc:  # the workspace itself is gone
-                log.warning("agent departures in workspace %s not written: %s", workspace_id, exc)
+        await self.presence.departed(server, link.credential_id, ended)
 
     async def _control_loop(self, link: AgentLink) -> int:
         """Read the agent's messages until it leaves; the close code. The only task per
@@ -392,21 +309,8 @@ class AgentHub:
         cls = type(message)
         if cls is Ping or cls is Pong:
             return
-        if cls is Metrics or cls is SysInfo:
-            server = link.server
-            pending = self._reports.get(server.workspace_id)
-            if pending is None:
-                pending = self._reports[server.workspace_id] = {}
-            previous = pending.get(server.id)
-            sysinfo = previous.sysinfo if previous else None
-            metrics = previous.metrics if previous else None
-            if isinstance(message, SysInfo):
-                sysinfo = dict(message.info)
-            elif isinstance(message, Metrics):
-                metrics = _metrics(message)
-            pending[server.id] = Report(
-                server.id, self.services.servers.clock(), sysinfo=sysinfo, metrics=metrics
-            )
+        if isinstance(message, Metrics | SysInfo):
+            self.presence.report(link.server, message)
         elif isinstance(message, CloseChannel):
             self._fail_pending(message.channel_id, "agent closed the channel")
         elif isinstance(message, ErrorMessage) and message.channel_id:
@@ -425,7 +329,7 @@ class AgentHub:
         tick = min(self.heartbeat_interval, self.report_interval)
         while True:
             await asyncio.sleep(tick)
-            await self._flush_reports()
+            await self.presence.flush()
             now = self._now()
             for link in list(self.links.values()):
                 silent = now - link.last_heard
@@ -435,22 +339,6 @@ class AgentHub:
                     link.pinged += 1
                     with contextlib.suppress(Closed):
                         await link.wire.send(Ping(nonce=link.pinged, ts=now))
-
-    async def _flush_reports(self) -> None:
-        """One transaction per workspace with reports (usually one in all). A failed write
-        (the database busy or away) is logged and its reports kept for the next flush,
-        unless newer ones came in meanwhile; it never stops the sweeper."""
-        pending, self._reports = self._reports, {}
-        for workspace_id, reports in pending.items():
-            if not reports:
-                continue
-            try:
-                await self.services.servers.report_many(workspace_id, list(reports.values()))
-            except Exception:
-                log.exception("agent reports of workspace %s not written; retrying", workspace_id)
-                newer = self._reports.setdefault(workspace_id, {})
-                for server_id, report in reports.items():
-                    newer.setdefault(server_id, report)
 
     async def _audit_protocol_error(self, link: AgentLink, closed: Closed) -> None:
         server = link.server
@@ -616,7 +504,7 @@ class AgentHub:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        await self._flush_reports()
+        await self.presence.flush()
 
     async def disconnect(self, server_id: str, reason: str) -> None:
         """Hang up a server's agent for good (it was removed): its credential is gone, so
@@ -632,15 +520,3 @@ class AgentHub:
 def _peer(websocket: WebSocket) -> str:
     client = websocket.client
     return f"{client.host}:{client.port}" if client else "unknown"
-
-
-def _metrics(message: Metrics) -> dict[str, Any]:
-    return {
-        "ts": message.ts,
-        "cpu_percent": message.cpu,
-        "mem_used": message.mem_used,
-        "mem_total": message.mem_total,
-        "disk_used": message.disk_used,
-        "disk_total": message.disk_total,
-        "load": list(message.load),
-    }

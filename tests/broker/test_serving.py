@@ -144,25 +144,25 @@ async def test_hub_keeps_reports_the_database_refused(
     web = await services.servers.create(acme, "web-1")
     hub = AgentHub(services)
     when = datetime(2026, 11, 29, 1, 2, 3, tzinfo=UTC)
-    hub._reports = {acme: {web.id: Report(web.id, when, metrics={"cpu_percent": 1.0})}}
+    hub.presence.reports = {acme: {web.id: Report(web.id, when, metrics={"cpu_percent": 1.0})}}
     real = services.servers.report_many
 
     newer: list[Report] = []
 
     async def busy(workspace_id: str, reports: list[Report]) -> None:
         for report in newer:  # what the agent sent while the write was in flight
-            hub._reports.setdefault(acme, {})[web.id] = report
+            hub.presence.reports.setdefault(acme, {})[web.id] = report
         raise OSError("database is locked")
 
     monkeypatch.setattr(services.servers, "report_many", busy)
-    await hub._flush_reports()  # logged, not raised
-    assert hub._reports[acme][web.id].metrics == {"cpu_percent": 1.0}  # kept for next time
+    await hub.presence.flush()  # logged, not raised
+    assert hub.presence.reports[acme][web.id].metrics == {"cpu_percent": 1.0}  # kept for next time
     newer.append(Report(web.id, when, metrics={"n": 2}))
-    await hub._flush_reports()
-    assert hub._reports[acme][web.id].metrics == {"n": 2}  # the newer one wins
+    await hub.presence.flush()
+    assert hub.presence.reports[acme][web.id].metrics == {"n": 2}  # the newer one wins
     monkeypatch.setattr(services.servers, "report_many", real)
-    await hub._flush_reports()
-    assert hub._reports == {}
+    await hub.presence.flush()
+    assert hub.presence.reports == {}
     assert (await services.servers.get(acme, web.id)).metrics == {"n": 2}
 
 
