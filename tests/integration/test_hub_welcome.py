@@ -125,6 +125,21 @@ async def _welcomed(agent: Agent) -> bool:
     return any(isinstance(event, Welcome) for event in conn.events_received())
 
 
+async def _audited(broker: Broker, action: str, count: int, timeout: float = 10) -> list[str]:
+    """The server ids of the first ``count`` ``action`` events, once there are that many."""
+
+    async def enough() -> list[str]:
+        while True:
+            events = await broker.runtime.services.audit.events(
+                broker.workspace_id, action=action, limit=100
+            )
+            if len(events) >= count:
+                return sorted(event.server_id for event in events)
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(enough(), timeout)
+
+
 async def test_a_burst_of_agents_is_written_one_at_a_time(watched: Watched) -> None:
     broker = watched.broker
     agents = [await _register(broker, f"burst-{i:02d}") for i in range(12)]
@@ -132,17 +147,9 @@ async def test_a_burst_of_agents_is_written_one_at_a_time(watched: Watched) -> N
     try:
         assert all(await asyncio.gather(*(_welcomed(agent) for agent in sockets)))
 
-        async def all_connected() -> list[str]:
-            # the welcome goes out before the presence is written; the audit event after
-            while True:
-                connected = await broker.runtime.services.audit.events(
-                    broker.workspace_id, action="agent.connected", limit=100
-                )
-                if len(connected) >= len(agents):
-                    return sorted(event.server_id for event in connected)
-                await asyncio.sleep(0.05)
-
-        assert await asyncio.wait_for(all_connected(), 10) == sorted(s for s, _ in agents)
+        # the welcome goes out before the presence is written; the audit event after
+        connected = await _audited(broker, "agent.connected", len(agents))
+        assert connected == sorted(s for s, _ in agents)
         assert watched.servers.most == 1
         assert set(watched.hub.links) == {server_id for server_id, _ in agents}
         for server_id, _ in agents:
@@ -238,17 +245,8 @@ async def test_agents_that_leave_together_are_written_off_together(watched: Watc
         await asyncio.sleep(0.02)
     watched.servers.release.set()
 
-    async def written() -> list[str]:
-        while True:
-            events = await broker.runtime.services.audit.events(
-                broker.workspace_id, action="agent.disconnected", limit=100
-            )
-            if len(events) >= len(agents):
-                return sorted(event.server_id for event in events)
-            await asyncio.sleep(0.05)
-
     ids = sorted(server_id for server_id, _ in agents)
-    assert await asyncio.wait_for(written(), 10) == ids
+    assert await _audited(broker, "agent.disconnected", len(agents)) == ids
     first = agents[0][0]
     assert watched.servers.batches == [[first], [i for i in ids if i != first]]
     for server_id, _ in agents:
