@@ -369,6 +369,13 @@ class WebSocketClient:
         tls = self._tls_object
         assert tls is not None
         outgoing = self._outgoing
+        if len(data) <= _RECORD_PLAIN:  # one record (an echo): no slicing, no loop
+            try:
+                tls.write(data)
+            except ssl.SSLError as exc:
+                raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
+            self._write([outgoing.read()])
+            return
         view = memoryview(data)
         records: list[Chunk] = []
         try:
