@@ -1,6 +1,6 @@
 """The agent's main loop: the control connection, its channels, and the terminals.
 
-One ``selectors`` loop, no threads: it keeps the control WebSocket to
+One epoll loop (``agent.loop``), no threads: it keeps the control WebSocket to
 ``{broker}/agent/v1/control`` up (hello with the credential and surviving terminals,
 heartbeats, inventory and metrics), dials a data channel for every ``open_channel``,
 pumps pty and pipe output to those channels (pausing a source while its channel's send

@@ -1,7 +1,7 @@
 """A WebSocket client on one non-blocking socket, for the agent's selectors loop.
 
 The agent holds one control connection and one data connection per session, all driven
-by the same ``selectors`` loop (asyncio + ``websockets`` alone would cost ~8 MB of the
+by the same epoll loop (asyncio + ``websockets`` alone would cost ~8 MB of the
 20 MB budget). ``agent.wsframe`` does the HTTP upgrade and the framing without any I/O;
 this module only moves bytes: TCP connect, TLS 1.3 handshake (optionally pinned to a CA file,
 hostname always checked), upgrade, fragment reassembly with a size cap, answering
