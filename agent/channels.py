@@ -59,6 +59,7 @@ from websh import (
     Stdout,
     WebshError,
 )
+from websh import State as ConnectionState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class Channel:
             self.phase = Phase.AWAIT_WELCOME
             self.send(ChannelHello(channel_id=self.channel_id, token=self.request.token))
         for payload in self.ws.messages():
-            if self.conn.state.value == "closed":
+            if self.conn.state is ConnectionState.CLOSED:
                 break
             try:
                 self.conn.receive(payload)
@@ -237,7 +238,7 @@ class Channel:
     # -- sending ------------------------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        if self.ws.closed or self.conn.state.value == "closed":
+        if self.ws.closed or self.conn.state is ConnectionState.CLOSED:
             return
         try:
             self.conn.send(message)

@@ -1,6 +1,6 @@
 """The agent's main loop: the control connection, its channels, and the terminals.
 
-One ``selectors`` loop, no threads: it keeps the control WebSocket to
+One epoll loop (``agent.loop``), no threads: it keeps the control WebSocket to
 ``{broker}/agent/v1/control`` up (hello with the credential and surviving terminals,
 heartbeats, inventory and metrics), dials a data channel for every ``open_channel``,
 pumps pty and pipe output to those channels (pausing a source while its channel's send
@@ -683,18 +683,27 @@ class Agent:
         self._pump(channel_id, terminal, self._live_terminal_channel(channel_id))
 
     def _pump(self, channel_id: str, terminal: Terminal, channel: TerminalChannel | None) -> None:
-        """Read what the pty has (up to ``_READ_COALESCE``) and send it as one output."""
+        """Read what the pty has (up to ``_READ_COALESCE``) and send it as one output.
+
+        The bytes go to the replay buffer right after the send, not before: an echo
+        leaves without waiting for the ring, and nothing can ask for a replay in between.
+        """
         if terminal.closed:
             return
+        burst = self._burst
+        if burst is None:
+            burst = self._burst = bytearray(_READ_COALESCE)
         try:
-            if self._burst is None:
-                self._burst = bytearray(_READ_COALESCE)
-            data = terminal.read_burst(self._burst, _SHORT_READ)
+            data = terminal.read_burst(burst, _SHORT_READ, keep=False)
         except TerminalError as exc:
             log.warning("channel %s: %s", channel_id, exc)
             return
-        if data and channel is not None:
-            channel.output(data)
+        if data:
+            try:
+                if channel is not None:
+                    channel.output(data)
+            finally:
+                terminal.keep(data)
 
     def _flush_terminal(self, channel_id: str) -> None:
         terminal = self.terminals.get(channel_id)

@@ -156,7 +156,7 @@ class Terminal:
         self.buffer.append(data)
         return data
 
-    def read_burst(self, scratch: bytearray, short: int) -> bytes | None:
+    def read_burst(self, scratch: bytearray, short: int, *, keep: bool = True) -> bytes | None:
         """Read until the pty is empty or ``scratch`` is full; append the bytes once.
 
         A pty hands out at most about 4 KiB per read, so a stream takes many reads; this
@@ -167,6 +167,9 @@ class Terminal:
         another read would only learn that the pty is empty. Returns like ``read``:
         ``None`` when nothing is available, ``b""`` at end of output (bytes read before
         the end are returned first).
+
+        ``keep=False`` leaves the bytes out of ``buffer``: the caller sends them first and
+        then hands them to ``keep`` itself, so an echo does not wait for the replay ring.
         """
         self._check_open()
         if self._eof:
@@ -199,8 +202,13 @@ class Terminal:
             return b"" if self._eof else None
         output = bytes(view[:size])
         view.release()
-        self.buffer.append(output)
+        if keep:
+            self.buffer.append(output)
         return output  # a failure after some output shows again on the next read
+
+    def keep(self, output: bytes) -> None:
+        """Add output read with ``read_burst(keep=False)`` to the replay buffer, in order."""
+        self.buffer.append(output)
 
     @property
     def output_offset(self) -> int:
@@ -227,10 +235,24 @@ class Terminal:
         caller should stop reading from its peer while ``pending_input`` is high.
         """
         self._check_open()
-        if len(self._pending) + len(data) > self._max_input:
+        pending = self._pending
+        if len(pending) + len(data) > self._max_input:
             raise InputOverflow(f"more than {self._max_input} bytes of input queued")
-        self._pending += data
-        self.flush()
+        if pending:
+            pending += data
+            self.flush()
+            return
+        # Nothing queued (a keystroke): write it as it is, queue only what the pty refused.
+        try:
+            sent = os.write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise TerminalError(f"pty write failed: {exc.strerror}") from exc
+            return  # the shell is gone: its input is dropped, as flush() drops it
+        if sent < len(data):
+            pending += memoryview(data)[sent:]
 
     def flush(self) -> None:
         """Write queued input; call on EVENT_WRITE. Input to a dead shell is dropped."""

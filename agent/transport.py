@@ -1,7 +1,7 @@
 """A WebSocket client on one non-blocking socket, for the agent's selectors loop.
 
 The agent holds one control connection and one data connection per session, all driven
-by the same ``selectors`` loop (asyncio + ``websockets`` alone would cost ~8 MB of the
+by the same epoll loop (asyncio + ``websockets`` alone would cost ~8 MB of the
 20 MB budget). ``agent.wsframe`` does the HTTP upgrade and the framing without any I/O;
 this module only moves bytes: TCP connect, TLS 1.3 handshake (optionally pinned to a CA file,
 hostname always checked), upgrade, fragment reassembly with a size cap, answering
@@ -369,6 +369,13 @@ class WebSocketClient:
         tls = self._tls_object
         assert tls is not None
         outgoing = self._outgoing
+        if len(data) <= _RECORD_PLAIN:  # one record (an echo): no slicing, no loop
+            try:
+                tls.write(data)
+            except ssl.SSLError as exc:
+                raise self._fail(f"TLS with {self._netloc} failed: {exc}", exc) from exc
+            self._write([outgoing.read()])
+            return
         view = memoryview(data)
         records: list[Chunk] = []
         try:

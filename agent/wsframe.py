@@ -113,6 +113,10 @@ def encode_frame(
     its payload is written once and never copied behind a header.
     """
     size = len(payload)
+    if size < 126 and mask_key is not None and len(mask_key) == 4:
+        # The hot case (an echo): two header bytes, the key, the payload masked.
+        short = bytes(((0x80 if fin else 0) | opcode, 0x80 | size)) + mask_key
+        return short + _mask_small(payload, mask_key) if size else short
     head = bytearray([(0x80 if fin else 0) | opcode])
     mask_bit = 0x80 if mask_key is not None else 0
     if size < 126:
@@ -340,6 +344,15 @@ class ClientConnection:
         if not data:
             self._eof()
             return
+        if not self._buf and self.state is State.OPEN and self._fragment_opcode is None:
+            # The hot case (a keystroke): exactly one small unmasked final binary frame.
+            # What ``_frames`` would conclude, without buffering and slicing it.
+            size = len(data) - 2
+            if 0 <= size < 126 and data[0] == 0x80 | OP_BINARY and data[1] == size:
+                if size > self.max_message_size:
+                    raise self._fail(TOO_BIG, f"message over {self.max_message_size} bytes")
+                self._events.append(Message(data[2:]))
+                return
         self._buf += data
         if self.state is State.CONNECTING:
             if self.reject_status is not None:

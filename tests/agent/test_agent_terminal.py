@@ -10,7 +10,14 @@ import time
 import pytest
 from agent_helpers import read_until
 
-from agent.errors import PrivilegeError, TerminalError, TooManyTerminals, UnknownUser
+from agent.errors import (
+    InputOverflow,
+    PrivilegeError,
+    TerminalError,
+    TooManyTerminals,
+    UnknownUser,
+)
+from agent.replay import OutputBuffer
 from agent.terminal import Terminal, TerminalTable
 from agent.users import UnixUser, resolve_user
 
@@ -91,6 +98,57 @@ def test_read_burst_gathers_a_stream_and_keeps_every_byte(me_bash: UnixUser) -> 
         while (data := terminal.read_burst(scratch, 1024)) != b"":
             pass
         assert terminal.read_burst(scratch, 1024) == b""  # end of output, again
+    finally:
+        terminal.close()
+
+
+def test_input_the_pty_refuses_is_queued_in_order_and_capped(me_bash: UnixUser) -> None:
+    """A keystroke goes straight to the pty; what it does not take waits, in order, behind
+    later input, and more than ``max_input`` queued is refused without writing any of it.
+    (A pipe stands in for the pty master: its 64 KiB capacity is a full pty's refusal.)"""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    terminal = Terminal(write_end, os.getpid(), me_bash, OutputBuffer(1024), 256 * 1024)
+    try:
+        terminal.write(b"k")
+        assert os.read(read_end, 16) == b"k" and not terminal.wants_write
+        first = bytes(i % 251 for i in range(100_000))
+        terminal.write(first)
+        assert 0 < terminal.pending_input < len(first) and terminal.wants_write
+        second = b"after"
+        terminal.write(second)
+        with pytest.raises(InputOverflow):
+            terminal.write(b"x" * (256 * 1024))
+        received = b""
+        while len(received) < len(first) + len(second):
+            received += os.read(read_end, 65536)
+            terminal.flush()
+        assert received == first + second and not terminal.wants_write
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_read_burst_can_leave_keeping_to_the_caller(me_bash: UnixUser) -> None:
+    terminal = Terminal.open(me_bash)
+    try:
+        read_until(terminal, lambda o: b"$ " in o or terminal.output_offset > 0, 5.0)
+        before = terminal.output_offset
+        terminal.write(b"echo ke''pt\n")
+        scratch = bytearray(64 * 1024)
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"kept" not in out and time.monotonic() < deadline:
+            data = terminal.read_burst(scratch, 1024, keep=False)
+            if data is None:
+                time.sleep(0.001)
+                continue
+            assert terminal.output_offset == before  # not kept yet
+            terminal.keep(data)
+            before += len(data)
+            out += data
+        assert terminal.output_offset == before
+        assert terminal.replay(before - len(out)).data == out
     finally:
         terminal.close()
 

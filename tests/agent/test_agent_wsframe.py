@@ -421,6 +421,30 @@ def test_size_cap_before_payload_is_buffered() -> None:
         client.receive_data(b"\x82\x7f" + (1 << 40).to_bytes(8, "big"))
 
 
+def test_small_binary_frames_whole_split_or_together() -> None:
+    """One whole small binary frame per read (a keystroke) is taken without buffering;
+    the same frames split across reads, several in one read, a text frame, a fragmented
+    message and an oversized one still go through the full parser, in order."""
+    client, _ = pair(max_size=3)
+    client.receive_data(b"\x82\x01k")
+    client.receive_data(b"\x82\x00")
+    frame = b"\x82\x02ab"
+    for byte in frame:
+        client.receive_data(bytes([byte]))
+    client.receive_data(frame + b"\x81\x02hi" + b"\x02\x01x" + b"\x80\x01y")
+    assert client.events() == [
+        Message(b"k"),
+        Message(b""),
+        Message(b"ab"),
+        Message(b"ab"),
+        Message("hi"),
+        Message(b"xy"),
+    ]
+    with pytest.raises(MessageTooLarge):
+        client.receive_data(b"\x82\x04abcd")
+    assert sent_close(client).code == 1009
+
+
 def test_size_cap_counts_fragments() -> None:
     client, server = pair(max_size=1000)
     server.send_text(b"a" * 600, fin=False)
