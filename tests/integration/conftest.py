@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 import uvicorn
@@ -21,6 +21,7 @@ from broker.bootstrap import initialise
 from broker.runtime import Runtime, open_runtime
 from broker.serving import server_config, set_keepalive
 from broker.settings import load_settings
+from broker.store.models import AuditEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,6 +128,25 @@ class AgentProcess:
         assert self.process is not None
         self.process.terminate()
         return self.process.wait(10)
+
+
+async def audited(
+    broker: Broker, count: int, timeout: float = 10, **filters: Any
+) -> list[AuditEvent]:
+    """The workspace's audit events matching ``filters`` (``action``, ``server_id``, ...),
+    once there are at least ``count``: the hub audits after the connection has ended, so a
+    test that has just seen the close waits for the record."""
+
+    async def enough() -> list[AuditEvent]:
+        while True:
+            events = await broker.runtime.services.audit.events(
+                broker.workspace_id, limit=1000, **filters
+            )
+            if len(events) >= count:
+                return events
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(enough(), timeout)
 
 
 def register_agent(

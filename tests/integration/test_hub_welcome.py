@@ -22,7 +22,7 @@ from broker.app import create_app
 from broker.services.inventory import Departure, ServerService
 from broker.serving import server_config
 from broker.store.models import Server, ServerStatus
-from tests.integration.conftest import Broker, bind
+from tests.integration.conftest import Broker, audited, bind
 from websh import Connection, ConnectionKind, Hello, Side, State, Welcome
 
 
@@ -125,19 +125,8 @@ async def _welcomed(agent: Agent) -> bool:
     return any(isinstance(event, Welcome) for event in conn.events_received())
 
 
-async def _audited(broker: Broker, action: str, count: int, timeout: float = 10) -> list[str]:
-    """The server ids of the first ``count`` ``action`` events, once there are that many."""
-
-    async def enough() -> list[str]:
-        while True:
-            events = await broker.runtime.services.audit.events(
-                broker.workspace_id, action=action, limit=100
-            )
-            if len(events) >= count:
-                return sorted(event.server_id for event in events)
-            await asyncio.sleep(0.05)
-
-    return await asyncio.wait_for(enough(), timeout)
+async def _audited(broker: Broker, action: str, count: int) -> list[str]:
+    return sorted(event.server_id for event in await audited(broker, count, action=action))
 
 
 async def test_a_burst_of_agents_is_written_one_at_a_time(watched: Watched) -> None:
