@@ -164,7 +164,7 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     shell.add_argument(
         "-u", "--user", default=None, help="unix user on the server (default: your login name)"
     )
-    shell.set_defaults(run=websh.websh, loop_factory=websh.loop_factory)
+    shell.set_defaults(run=websh.websh)
 
     run = commands.add_parser(
         "exec",
@@ -191,13 +191,13 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "join", parents=[common], help="join a shared session (link) or re-attach your own"
     )
     join.add_argument("session", help="your session id, a share link or secret, or - (stdin)")
-    join.set_defaults(run=websh.join, loop_factory=websh.loop_factory)
+    join.set_defaults(run=websh.join)
 
     watch = commands.add_parser(
         "watch", parents=[common], help="watch a live session read-only (staff)"
     )
     watch.add_argument("session", help="session id")
-    watch.set_defaults(run=websh.watch, loop_factory=websh.loop_factory)
+    watch.set_defaults(run=websh.watch)
 
     approvals = commands.add_parser(
         "approvals", parents=[common], help="list, approve or deny held commands"

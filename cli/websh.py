@@ -27,7 +27,7 @@ import signal
 import sys
 import termios
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import websockets
@@ -63,7 +63,7 @@ from websh import (
     Terminated,
 )
 
-__all__ = ["join", "loop_factory", "watch", "websh"]
+__all__ = ["join", "watch", "websh"]
 
 RECONNECTS = 5
 SHARE_PREFIX = "crlshr_"
@@ -211,12 +211,11 @@ class Terminal:
             return False
         try:
             self.conn.receive(payload)
-            events = self.conn.events_received()
+            for event in self.conn.events_received():
+                self._on_event(event)  # Output: no exit status
         except Exception as exc:  # the relay raises it, where the full path would have
             self.failure = exc
             return False
-        for event in events:
-            self._on_event(event)  # Output: no exit status
         return True
 
     def _on_stdin(self, fd: int) -> None:
@@ -303,16 +302,6 @@ def describe(event: Message, base_url: str) -> str:
     if isinstance(event, ClientWelcome) and event.read_only:
         return "read-only: you are watching"
     return ""
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (a dependency on Linux), as ``corral up`` runs: its TLS
-    and callbacks are compiled, and TLS is most of what a keystroke costs this process."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def _size() -> tuple[int, int]:
