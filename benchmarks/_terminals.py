@@ -32,6 +32,7 @@ __all__ = [
     "WebshTerminal",
     "echo_latencies",
     "local_bash",
+    "pty_terminal",
     "ssh_terminal",
     "stats",
     "throughput",
@@ -233,6 +234,36 @@ def local_bash(user: str) -> FdTerminal:
         user=entry.pw_uid,
         group=entry.pw_gid,
         extra_groups=[],
+        start_new_session=True,
+        preexec_fn=child_setup,
+    )
+    os.close(slave)
+    return FdTerminal(master, master, process)
+
+
+def pty_terminal(
+    argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
+) -> FdTerminal:
+    """``argv`` on a fresh ``cols`` x ``rows`` pty, as its controlling terminal: a terminal
+    client as a person runs it (``corral websh`` puts this pty in raw mode and reads its
+    window size from it)."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def child_setup() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env=env,
         start_new_session=True,
         preexec_fn=child_setup,
     )

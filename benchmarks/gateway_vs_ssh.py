@@ -17,6 +17,12 @@ Everything the comparison needs is started here and torn down afterwards:
   into the agent's data channel over WSS. Same agent code, same TLS, same websh framing,
   but no broker process and no user relay: the difference between the two Corral paths
   is what the broker hop adds (user WebSocket + relay + recording + one more TLS leg).
+* "Corral via broker, corral websh": the same broker and agent, typed into through the
+  product's own terminal client, ``corral websh SERVER --url URL --ca-file CA`` with
+  ``CORRAL_TOKEN`` set (as ``corral up`` prints it), run on a pty like a person runs it:
+  it puts the pty in raw mode and relays stdin -> websh ``input``, ``output`` -> stdout.
+  The "Corral via broker" row is this script speaking websh itself (the lean client the
+  issue's targets are read against); this row is the figure a person at the CLI sees.
 
 All shells are the login bash of the same unprivileged account (``corral-e2e``, created
 like the test suite's ``shell_user`` fixture). One measuring client, synchronous and
@@ -62,6 +68,7 @@ from _terminals import (
     WebshTerminal,
     echo_latencies,
     local_bash,
+    pty_terminal,
     ssh_terminal,
     stats,
     throughput,
@@ -86,6 +93,8 @@ from websh import (
 USER = "corral-e2e"
 SERVER_NAME = "bench-host"
 COLS, ROWS = 80, 24
+LABEL = 32  # width of the path column
+CLI = "Corral via broker, corral websh"
 CHANNEL_PATH = "/agent/v1/channel"
 
 
@@ -228,6 +237,23 @@ class CorralBroker:
         term.send(ClientHello(cols=COLS, rows=ROWS))
         first, prompt = wait_prompt(term)
         return term, start, first, prompt
+
+    def corral_websh(self, ca_file: Path, home: Path) -> FdTerminal:
+        """``corral websh`` on a pty of its own (its ``HOME`` holds no profile: the URL,
+        CA file and token are the only settings it gets)."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("CORRAL_") and key != "XDG_CONFIG_HOME"
+        }
+        env.update(
+            PYTHONPATH=str(ROOT), HOME=str(home), TERM="xterm-256color", CORRAL_TOKEN=self.api_token
+        )
+        argv = [
+            sys.executable, "-m", "cli.main", "websh", SERVER_NAME, "--url", self.url,
+            "--ca-file", str(ca_file), "--user", USER,
+        ]  # fmt: skip
+        return pty_terminal(argv, env, str(ROOT), COLS, ROWS)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -398,7 +424,8 @@ def measuring(terms: dict[str, Terminal], active: Terminal) -> Iterator[None]:
 
 
 def row(label: str, s: Stats, unit: str = "") -> str:
-    return f"{label:<28} {s.n:>6} {s.median:>9.0f} {s.p90:>9.0f} {s.p99:>9.0f} {s.mean:>9.0f}{unit}"
+    figures = f"{s.n:>6} {s.median:>9.0f} {s.p90:>9.0f} {s.p99:>9.0f} {s.mean:>9.0f}"
+    return f"{label:<{LABEL}} {figures}{unit}"
 
 
 def print_table(title: str, header: str, lines: list[str]) -> None:
@@ -449,6 +476,8 @@ def run(args: argparse.Namespace) -> None:
         config = workdir / "agent" / "agent.toml"
         register_agent(broker, config, ca_file)
         agents.append(start_agent(config, workdir / "agent.log"))
+        cli_home = workdir / "cli-home"
+        cli_home.mkdir()
 
         direct = AgentDirect(cert_file)
         direct_config = workdir / "direct" / "agent.toml"
@@ -478,6 +507,7 @@ def run(args: argparse.Namespace) -> None:
             "ssh direct": lambda: ssh_terminal(ssh.argv(jump=False)),  # type: ignore[union-attr]
             "ssh -J bastion": lambda: ssh_terminal(ssh.argv(jump=True)),  # type: ignore[union-attr]
             "Corral via broker": lambda: broker.open_session()[0],  # type: ignore[union-attr]
+            CLI: lambda: broker.corral_websh(ca_file, cli_home),  # type: ignore[union-attr]
             "Corral, agent directly": direct.open_terminal,
         }
         # The sshd processes of the ssh -J terminal: on the bastion, all of them; on the
@@ -496,6 +526,8 @@ def run(args: argparse.Namespace) -> None:
         jump = terms["ssh -J bastion"]
         assert isinstance(jump, FdTerminal)
         ssh_clients = [jump.process.pid, *descendants(jump.process.pid, "ssh")]  # + ssh -W
+        cli = terms[CLI]
+        assert isinstance(cli, FdTerminal)
         echo_stats: dict[str, Stats] = {}
         # The broker's agent is the broker's; the agent of the "agent directly" path (no
         # broker in it) shows what the agent costs, whichever path it serves. The target
@@ -536,6 +568,17 @@ def run(args: argparse.Namespace) -> None:
                 "client CPU, ssh -J (ssh, its ssh -W and this process reading the pipe):",
                 "received",
             ),
+            CpuMeter(
+                CLI, [cli.process.pid],
+                "corral websh process CPU (raw pty, websockets, websh) while its path was "
+                "measured:",
+                "received",
+            ),
+            CpuMeter(
+                CLI, [broker.pid],
+                "broker process CPU while the corral websh path was measured:",
+                "relayed and recorded",
+            ),
         ]  # fmt: skip
         if args.keys > 0:
             echo: dict[str, list[float]] = {name: [] for name in terms}
@@ -553,7 +596,7 @@ def run(args: argparse.Namespace) -> None:
             echo_stats = {name: stats(values) for name, values in echo.items()}
             print_table(
                 "keystroke echo, microseconds (write of one key -> its echo read back)",
-                f"{'path':<28} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}",
+                f"{'path':<{LABEL}} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}",
                 [row(name, s) for name, s in echo_stats.items()],
             )
 
@@ -568,6 +611,7 @@ def run(args: argparse.Namespace) -> None:
                 "ssh direct",
                 "ssh -J bastion",
                 "Corral via broker",
+                CLI,
                 "Corral, agent directly",
             ]
             rates: dict[str, list[float]] = {name: [] for name in tp_paths}
@@ -586,7 +630,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"output throughput: cat of a {args.size_mb} MB text file in the shell, MB/s "
                   "(10^6 bytes of terminal output per second, Enter -> end mark)")  # fmt: skip
             header = (
-                f"{'path':<28} {'bytes':>12} "
+                f"{'path':<{LABEL}} {'bytes':>12} "
                 + " ".join(f"{'run ' + str(i + 1):>8}" for i in range(args.reps))
                 + f" {'median':>8}"
             )
@@ -595,7 +639,7 @@ def run(args: argparse.Namespace) -> None:
             for name in tp_paths:
                 tp_median[name] = statistics.median(rates[name])
                 print(
-                    f"{name:<28} {sizes[name]:>12} "
+                    f"{name:<{LABEL}} {sizes[name]:>12} "
                     + " ".join(f"{r:>8.1f}" for r in rates[name])
                     + f" {tp_median[name]:>8.1f}"
                 )
@@ -616,10 +660,18 @@ def run(args: argparse.Namespace) -> None:
             first, prompt = wait_prompt(term)
             return term, start, first, prompt
 
+        def open_cli() -> tuple[Terminal, float, float, float]:
+            assert broker is not None
+            start = time.perf_counter()
+            term = broker.corral_websh(ca_file, cli_home)
+            first, prompt = wait_prompt(term)
+            return term, start, first, prompt
+
         open_paths: dict[str, Callable[[], tuple[Terminal, float, float, float]]] = {
             "ssh direct": lambda: open_ssh(False),
             "ssh -J bastion": lambda: open_ssh(True),
             "Corral via broker": broker.open_session,
+            CLI: open_cli,
         }
         open_stats: dict[str, Stats] = {}
         if args.opens > 0:
@@ -635,9 +687,9 @@ def run(args: argparse.Namespace) -> None:
             open_stats = {name: stats(v) for name, v in to_prompt.items()}
             first_stats = {name: stats(v) for name, v in to_first.items()}
             print_table(
-                "session open -> prompt, milliseconds (ssh: process start; Corral: POST "
-                "/api/v1/sessions + WebSocket + client_hello)",
-                f"{'path':<28} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}"
+                "session open -> prompt, milliseconds (ssh, corral websh: process start; "
+                "Corral: POST /api/v1/sessions + WebSocket + client_hello)",
+                f"{'path':<{LABEL}} {'n':>6} {'median':>9} {'p90':>9} {'p99':>9} {'mean':>9}"
                 f" {'1st byte':>9}",
                 [
                     f"{row(name, s)} {first_stats[name].median:>9.0f}"
@@ -681,6 +733,13 @@ def run(args: argparse.Namespace) -> None:
             )
         for label, figure, ok in verdicts:
             print(f"{label:<54} {figure:>8}      {'met' if ok else 'MISSED'}")
+        if echo_stats:
+            cli_echo = echo_stats[CLI].median
+            print(
+                f"(not a target) echo median through corral websh: {cli_echo:.0f} us, "
+                f"{cli_echo / echo_stats['ssh -J bastion'].median:.2f}x ssh -J, "
+                f"{cli_echo - echo_stats['Corral via broker'].median:+.0f} us on the lean client"
+            )
     finally:
         for term in terms.values():
             with contextlib.suppress(Exception):

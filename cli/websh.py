@@ -31,12 +31,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import websockets
-from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State as WsState
 
 from cli.errors import EXIT_AUTH, EXIT_USAGE, CliError
 from cli.http import Api
 from cli.output import cell, write_all
 from cli.resources import connect
+from cli.terminal_ws import TerminalConnection
 from websh import (
     ApprovalDenied,
     ApprovalGranted,
@@ -58,6 +59,7 @@ from websh import (
     Resize,
     Resume,
     Side,
+    State,
     Terminated,
 )
 
@@ -66,6 +68,8 @@ __all__ = ["join", "watch", "websh"]
 RECONNECTS = 5
 SHARE_PREFIX = "crlshr_"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+OUTPUT_KIND = Output.kind
+WRITE_BACKLOG = 64 * 1024  # bytes waiting for the socket beyond which keys wait their turn
 
 
 class Terminal:
@@ -79,16 +83,26 @@ class Terminal:
         self.websocket_url = websocket_url
         self.read_only = read_only
         self.received = 0
-        self.ws: ClientConnection | None = None
+        self.ws: TerminalConnection | None = None
         self.conn = Connection(ConnectionKind.USER, Side.CLIENT)
         # Keystrokes and resizes, in order; kept across a reconnect.
         self.outbox: asyncio.Queue[Message] = asyncio.Queue()
         self.connected = asyncio.Event()
+        self.sending = False  # the sender holds a message taken from the outbox
+        self.failure: Exception | None = None  # raised by the relay, in order
 
     async def _connect(self, url: str, resume: bool) -> None:
         cols, rows = _size()
         self.conn = Connection(ConnectionKind.USER, Side.CLIENT)
-        self.ws = await websockets.connect(url, ssl=self.api.ssl, max_size=4 * 1024 * 1024)
+        ws = await websockets.connect(
+            url,
+            ssl=self.api.ssl,
+            max_size=4 * 1024 * 1024,
+            create_connection=TerminalConnection,
+        )
+        assert isinstance(ws, TerminalConnection)
+        ws.on_message = self._on_output
+        self.ws = ws
         await self.send(ClientHello(cols=cols, rows=rows))
         if resume:
             await self.send(Resume(offset=self.received))
@@ -151,6 +165,9 @@ class Terminal:
         assert self.ws is not None
         try:
             async for payload in self.ws:
+                self.ws.taken()
+                if self.failure is not None:
+                    raise self.failure
                 self.conn.receive(payload)
                 for event in self.conn.events_received():
                     status = self._on_event(event)
@@ -187,16 +204,55 @@ class Terminal:
                 _notice(line)
         return None
 
+    def _on_output(self, payload: bytes) -> bool:
+        """The screen's bytes, taken in the callback that read them (see terminal_ws);
+        every other message, and one that fails, is left to :meth:`_relay`."""
+        if not payload or payload[0] != OUTPUT_KIND or self.failure is not None:
+            return False
+        try:
+            self.conn.receive(payload)
+            for event in self.conn.events_received():
+                self._on_event(event)  # Output: no exit status
+        except Exception as exc:  # the relay raises it, where the full path would have
+            self.failure = exc
+            return False
+        return True
+
     def _on_stdin(self, fd: int) -> None:
         data = os.read(fd, 4096)
         if not data:
             asyncio.get_running_loop().remove_reader(fd)
             return
-        self.outbox.put_nowait(Input(data=data))
+        self._submit(Input(data=data))
 
     def _on_resize(self) -> None:
         cols, rows = _size()
-        self.outbox.put_nowait(Resize(cols=cols, rows=rows))
+        self._submit(Resize(cols=cols, rows=rows))
+
+    def _submit(self, message: Message) -> None:
+        """Send ``message`` now, in this callback, when nothing is ahead of it and the
+        socket keeps up; else the sender task sends it in turn (and after a resume). This
+        is the keystroke's path: no task switch, no future, one write."""
+        ws = self.ws
+        if (
+            ws is None
+            or self.sending
+            or not self.outbox.empty()
+            or not self.connected.is_set()
+            or self.conn.state is not State.OPEN
+            or ws.protocol.state is not WsState.OPEN
+            or ws.transport.get_write_buffer_size() > WRITE_BACKLOG
+        ):
+            self.outbox.put_nowait(message)
+            return
+        self.conn.send(message)
+        for payload in self.conn.data_to_send():
+            if isinstance(payload, str):
+                ws.protocol.send_text(payload.encode())
+            else:
+                ws.protocol.send_binary(payload)
+        for data in ws.protocol.data_to_send():
+            ws.transport.write(data)
 
     async def _sender(self) -> None:
         """The one task that writes: order is kept, and what could not be sent during a
@@ -204,7 +260,9 @@ class Terminal:
         message: Message | None = None
         while True:
             if message is None:
+                self.sending = False
                 message = await self.outbox.get()
+                self.sending = True
             await self.connected.wait()
             try:
                 await self.send(message)
