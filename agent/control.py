@@ -20,29 +20,24 @@ import contextlib
 import signal
 import socket
 import time
-from collections.abc import Mapping
 from types import FrameType
 
 from agent import __version__
 from agent.backoff import Backoff
-from agent.channels import (
-    HIGH_WATER,
-    LOW_WATER,
-    Channel,
-    ChannelContext,
-    ExecChannel,
-    Phase,
-    TerminalChannel,
-)
+from agent.channels import HIGH_WATER, LOW_WATER, Channel, ChannelContext, Phase
 from agent.config import AgentConfig
 from agent.errors import TerminalError, TransportError
+from agent.exec_channel import ExecChannel
+from agent.exec_channel import start_exec as _start_exec
 from agent.execute import Execution
 from agent.log import log
 from agent.loop import Interest, Loop
 from agent.metrics import MetricsSource
 from agent.spawn import ExitStatus
 from agent.sysinfo import changed, system_info
-from agent.terminal import Terminal, TerminalTable
+from agent.terminal import Terminal
+from agent.terminal_channel import TerminalChannel
+from agent.terminal_table import TerminalTable
 from agent.transport import WebSocketClient, websocket_url
 from agent.users import UnixUser, UserPolicy, resolve_user
 from websh import (
@@ -776,18 +771,6 @@ class Agent:
             self._ws.abort()
         self.terminals.reap()
         log.info("agent stopped")
-
-
-def _start_exec(user: UnixUser, request: OpenChannel) -> Execution:
-    command = request.command
-    assert command is not None
-    env: Mapping[str, str] = request.env
-    return Execution.start(
-        user,
-        command if isinstance(command, str) else list(command),
-        env=dict(env),
-        timeout=request.timeout,
-    )
 
 
 def _bind(method: Callable[[str], None], channel_id: str) -> Callable[[], None]:

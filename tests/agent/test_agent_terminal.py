@@ -18,7 +18,8 @@ from agent.errors import (
     UnknownUser,
 )
 from agent.replay import OutputBuffer
-from agent.terminal import Terminal, TerminalTable
+from agent.terminal import Terminal
+from agent.terminal_table import TerminalTable
 from agent.users import UnixUser, resolve_user
 
 pytestmark = pytest.mark.slow
