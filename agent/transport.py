@@ -38,7 +38,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agent import __version__
 from agent.errors import FrameError, HandshakeError, TransportError
-from agent.wsframe import ClientConnection, Close, Message, State
+from agent.wsevents import Close, Message
+from agent.wsframe import ClientConnection, State
 
 __all__ = ["Phase", "WebSocketClient", "client_ssl_context", "websocket_url"]
 

@@ -1,12 +1,14 @@
-"""A sans-I/O RFC 6455 WebSocket client: the opening handshake and the framing.
+"""A sans-I/O RFC 6455 WebSocket client: the connection's states and the frames it reads.
 
 The agent used to bundle ``wsproto`` and ``h11`` for this; together with the ``hashlib``
 they import they cost about 3 MiB of a 20 MB budget. A client needs only a small part of
-either: one fixed HTTP/1.1 request, one strictly checked ``101`` response, then frames.
+either: one fixed HTTP/1.1 request, one strictly checked ``101`` response
+(``agent.wshandshake``), then frames, masked on the way out (``agent.wsencode``) and
+checked on the way in (here).
 
 ``ClientConnection`` takes bytes (``receive_data``) and returns events (``events()``) and
 bytes to write (``data_to_send()``); it never touches a socket, a clock or a thread, so
-``agent.transport`` drives it from the selectors loop and the tests feed it anything.
+``agent.transport`` drives it from the epoll loop and the tests feed it anything.
 
 Rules it enforces on the server (RFC 6455 section 5): frames are not masked, RSV bits
 are 0 (no extension is ever offered), opcodes are known, control frames carry at most 125
@@ -17,186 +19,45 @@ close codes are valid. A violation raises ``FrameError`` (its ``code`` is the cl
 against each frame header before its payload is buffered, ``max_header_size`` against the
 handshake response before it is complete.
 
-This module must never import ``hashlib`` when the interpreter has ``_sha1`` (that is
-what the 0.7 MiB was), never send an unmasked frame, never raise anything but an
+This module must never send an unmasked frame, never raise anything but an
 ``AgentError`` from ``receive_data`` and never buffer more than one frame past the caps.
 """
 
 from __future__ import annotations
 
-import binascii
 import os
 
 from agent.errors import FrameError, HandshakeError, MessageTooLarge, TransportError
+from agent.wsencode import (
+    CONTROL_OPCODES,
+    DATA_OPCODES,
+    INVALID_DATA,
+    NO_STATUS,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    PROTOCOL_ERROR,
+    TOO_BIG,
+    VALID_CLOSE_CODES,
+    encode_frame,
+)
+from agent.wsevents import Close, Message, Ping, Pong
+from agent.wshandshake import check_accept, parse_response_head, upgrade_request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, NoReturn, Union
+    from typing import Callable, NoReturn
 
-try:
-    _sha1 = __import__("_sha1").sha1  # builtin: no OpenSSL wrapper, no hashlib
-except ImportError:  # pragma: no cover - interpreters built without _sha1
-    from hashlib import sha1 as _sha1
+    from agent.wsevents import Event
 
-__all__ = [
-    "GUID",
-    "ClientConnection",
-    "Close",
-    "Event",
-    "Message",
-    "Ping",
-    "Pong",
-    "State",
-    "accept_key",
-    "encode_frame",
-]
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_DATA_OPCODES = (OP_CONT, OP_TEXT, OP_BINARY)
-_CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
-
-NO_STATUS = 1005  # a close frame without a code (never sent on the wire)
-PROTOCOL_ERROR = 1002
-INVALID_DATA = 1007
-TOO_BIG = 1009
-# Codes a peer may send (RFC 6455 7.4.1 and the IANA registry); 3000-4999 are private.
-_VALID_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
-_VALID_CLOSE_CODES |= frozenset({1012, 1013, 1014})
+__all__ = ["ClientConnection", "State"]
 
 #: Mask keys are cut from this many random bytes at a time (RFC 6455 5.3: each is fresh
 #: and unpredictable; pooling only saves a system call per frame).
 _KEY_POOL = 256
-
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def accept_key(key: str) -> str:
-    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key``: base64(SHA-1(key + GUID))."""
-    # SHA-1 is what RFC 6455 specifies here; it proves a WebSocket server answered.
-    digest: bytes = _sha1(key.encode("ascii") + GUID).digest()  # noqa: S324
-    return binascii.b2a_base64(digest, newline=False).decode("ascii")
-
-
-#: Masking XORs the payload with the key repeated, without a Python loop per byte. Up to
-#: this size one big-integer XOR does it (two conversions, one operation); from here on
-#: four ``bytes.translate`` passes, one per key byte over every fourth byte, are cheaper:
-#: about 60 us for a 64 KiB output where the big integers, 4 KiB at a time, took 90
-#: (Python 3.8 to 3.13), and the masked bytes go straight into the frame being built.
-_TRANSLATE_FROM = 4096
-_IDENTITY = int.from_bytes(bytes(range(256)), "big")
-#: ``sum(2 ** (8 * j) for j in range(256))``: times a byte, that byte 256 times.
-_ONES = int.from_bytes(b"\x01" * 256, "big")
-
-
-def _mask_small(data: bytes, key: bytes) -> bytes:
-    """``data`` (below ``_TRANSLATE_FROM`` bytes) XOR ``key`` repeated from its first byte."""
-    size = len(data)
-    repeated = key * (size // 4) + key[: size % 4]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
-
-
-def _mask_into(out: bytearray, at: int, data: bytes, key: bytes) -> None:
-    """Write ``data`` XOR ``key`` repeated into ``out[at:]`` (which is exactly that long)."""
-    for lane in range(4):
-        table = (_IDENTITY ^ (key[lane] * _ONES)).to_bytes(256, "big")  # b -> b ^ key[lane]
-        out[at + lane :: 4] = data[lane::4].translate(table)
-
-
-def encode_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, mask_key: bytes | None = None
-) -> bytes | bytearray:
-    """One frame; masked with ``mask_key`` (4 bytes) if given, as every client frame is.
-
-    A large masked frame is built in one ``bytearray`` (header, key, masked payload), so
-    its payload is written once and never copied behind a header.
-    """
-    size = len(payload)
-    if size < 126 and mask_key is not None and len(mask_key) == 4:
-        # The hot case (an echo): two header bytes, the key, the payload masked.
-        short = bytes(((0x80 if fin else 0) | opcode, 0x80 | size)) + mask_key
-        return short + _mask_small(payload, mask_key) if size else short
-    head = bytearray([(0x80 if fin else 0) | opcode])
-    mask_bit = 0x80 if mask_key is not None else 0
-    if size < 126:
-        head.append(mask_bit | size)
-    elif size < 1 << 16:
-        head.append(mask_bit | 126)
-        head += size.to_bytes(2, "big")
-    else:
-        head.append(mask_bit | 127)
-        head += size.to_bytes(8, "big")
-    if mask_key is None:
-        return bytes(head) + payload
-    if len(mask_key) != 4:
-        raise TransportError("a WebSocket mask key is 4 bytes")
-    head += mask_key
-    if size < _TRANSLATE_FROM:
-        return bytes(head) + _mask_small(payload, mask_key) if size else bytes(head)
-    frame = bytearray(len(head) + size)
-    frame[: len(head)] = head
-    _mask_into(frame, len(head), payload, mask_key)
-    return frame
-
-
-class _Data:
-    __slots__ = ("data",)
-
-    def __init__(self, data: str | bytes) -> None:
-        self.data = data
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.data == self.data
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.data))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.data!r})"
-
-
-class Message(_Data):
-    """A complete data message: ``str`` for text, ``bytes`` for binary."""
-
-    __slots__ = ()
-
-
-class Ping(_Data):
-    """A ping from the server (already answered: its pong is in ``data_to_send()``)."""
-
-    __slots__ = ()
-    data: bytes
-
-
-class Pong(_Data):
-    """A pong from the server."""
-
-    __slots__ = ()
-    data: bytes
-
-
-class Close:
-    """The server's close frame: ``code`` 1005 if it carried none."""
-
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        self.code = code
-        self.reason = reason
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Close) and (other.code, other.reason) == (self.code, self.reason)
-
-    def __hash__(self) -> int:
-        return hash((self.code, self.reason))
-
-    def __repr__(self) -> str:
-        return f"Close({self.code}, {self.reason!r})"
-
-
-if TYPE_CHECKING:
-    Event = Union[Message, Ping, Pong, Close]
 
 
 class State:
@@ -228,19 +89,15 @@ class ClientConnection:
         max_reject_body: int = 4096,
         urandom: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        for name, value in (("host", host), ("target", target)):
-            if not value or any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in value):
-                raise TransportError(f"invalid WebSocket {name} {value!r}")
-        for name, optional in (("origin", origin), ("user agent", user_agent)):
-            if optional is not None and any(ord(c) < 0x20 or ord(c) >= 0x7F for c in optional):
-                raise TransportError(f"invalid WebSocket {name} {optional!r}")
+        self.key, request = upgrade_request(
+            host, target, origin=origin, user_agent=user_agent, urandom=urandom
+        )
         self.host = host
         self.target = target
         self.max_message_size = max_message_size
         self.max_header_size = max_header_size
         self.max_reject_body = max_reject_body
         self._urandom = urandom
-        self.key = binascii.b2a_base64(urandom(16), newline=False).decode("ascii")
         self.state = State.CONNECTING
         #: After a refusal: the HTTP status of the response, while its body is read.
         self.reject_status: int | None = None
@@ -253,19 +110,7 @@ class ClientConnection:
         self._fragment_opcode: int | None = None
         self._fragment_size = 0
         self._close_sent = False
-        lines = [
-            f"GET {target} HTTP/1.1",
-            f"Host: {host}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {self.key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if origin is not None:
-            lines.append(f"Origin: {origin}")
-        if user_agent is not None:
-            lines.append(f"User-Agent: {user_agent}")
-        self._out.append(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        self._out.append(request)
 
     def __repr__(self) -> str:
         return f"ClientConnection({self.host!r}, {self.target!r}, {self.state})"
@@ -305,7 +150,7 @@ class ClientConnection:
         """Queue our close frame (once); the reason is cut to fit 123 bytes of UTF-8."""
         if self.state is not State.OPEN:
             raise TransportError(f"cannot close: the WebSocket is {self.state}")
-        if not (code in _VALID_CLOSE_CODES or 3000 <= code <= 4999):
+        if not (code in VALID_CLOSE_CODES or 3000 <= code <= 4999):
             raise TransportError(f"{code} is not a close code one may send")
         self._send_close(code, reason)
         self.state = State.CLOSING
@@ -398,7 +243,13 @@ class ClientConnection:
             )
         head = bytes(self._buf[:end])
         del self._buf[: end + 4]
-        status, headers = self._parse_head(head)
+        try:
+            status, headers = parse_response_head(head, self.host)
+            if status == 101:
+                check_accept(headers, self.key, self.host)
+        except HandshakeError:
+            self.state = State.CLOSED
+            raise
         if status != 101:
             self.reject_status = status
             length = headers.get("content-length", [])
@@ -406,53 +257,8 @@ class ClientConnection:
                 self._reject_length = min(int(length[0][:18]), self.max_reject_body)
             self._reject_body()
             return False
-        self._check_accept(headers)
         self.state = State.OPEN
         return True
-
-    def _parse_head(self, head: bytes) -> tuple[int, dict[str, list[str]]]:
-        lines = head.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        code = rest[:3]
-        if (
-            version != b"HTTP/1.1"
-            or len(code) != 3
-            or not code.isdigit()
-            or rest[3:4]
-            not in (
-                b"",
-                b" ",
-            )
-        ):
-            self._bad_response(None, f"status line {lines[0][:80]!r}")
-        status = int(code)
-        headers: dict[str, list[str]] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or not all(byte in _TOKEN for byte in name):
-                self._bad_response(status, f"header line {line[:80]!r}")
-            if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value):
-                self._bad_response(status, f"header line {line[:80]!r}")
-            text = value.strip(b" \t").decode("latin-1")
-            headers.setdefault(name.decode("ascii").lower(), []).append(text)
-        return status, headers
-
-    def _check_accept(self, headers: dict[str, list[str]]) -> None:
-        upgrade = _tokens(headers.get("upgrade", []))
-        if upgrade != ["websocket"]:
-            self._bad_response(101, f"Upgrade: {', '.join(headers.get('upgrade', []))!r}")
-        if "upgrade" not in _tokens(headers.get("connection", [])):
-            self._bad_response(101, f"Connection: {', '.join(headers.get('connection', []))!r}")
-        accept = headers.get("sec-websocket-accept", [])
-        if accept != [accept_key(self.key)]:
-            self._bad_response(101, f"Sec-WebSocket-Accept {accept!r} does not match the key")
-        for name in ("sec-websocket-extensions", "sec-websocket-protocol"):
-            if any(value for value in headers.get(name, [])):
-                self._bad_response(101, f"{name} was not offered")
-
-    def _bad_response(self, status: int | None, detail: str) -> NoReturn:
-        self.state = State.CLOSED
-        raise HandshakeError(f"{self.host} sent an invalid upgrade response: {detail}", status)
 
     def _reject_body(self) -> None:
         if len(self._buf) >= self._reject_length:
@@ -496,19 +302,19 @@ class ClientConnection:
                 return
             payload = bytes(buf[start : start + size])
             del buf[: start + size]
-            if opcode in _CONTROL_OPCODES:
+            if opcode in CONTROL_OPCODES:
                 self._control(opcode, payload)
             else:
                 self._data(fin, opcode, payload)
 
     def _check_header(self, fin: bool, opcode: int, size: int) -> None:
-        if opcode in _CONTROL_OPCODES:
+        if opcode in CONTROL_OPCODES:
             if not fin:
                 raise self._fail(PROTOCOL_ERROR, "fragmented control frame")
             if size > 125:
                 raise self._fail(PROTOCOL_ERROR, "control frame over 125 bytes")
             return
-        if opcode not in _DATA_OPCODES:
+        if opcode not in DATA_OPCODES:
             raise self._fail(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
         if opcode == OP_CONT and self._fragment_opcode is None:
             raise self._fail(PROTOCOL_ERROR, "continuation frame without a message")
@@ -556,15 +362,10 @@ class ClientConnection:
         if len(payload) == 1:
             raise self._fail(PROTOCOL_ERROR, "close frame with a 1-byte payload")
         code = int.from_bytes(payload[:2], "big")
-        if not (code in _VALID_CLOSE_CODES or 3000 <= code <= 4999):
+        if not (code in VALID_CLOSE_CODES or 3000 <= code <= 4999):
             raise self._fail(PROTOCOL_ERROR, f"invalid close code {code}")
         try:
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
             raise self._fail(INVALID_DATA, "close reason is not valid UTF-8") from None
         return code, reason
-
-
-def _tokens(values: list[str]) -> list[str]:
-    """Comma-separated header values, split, stripped and lower-cased."""
-    return [part.strip().lower() for value in values for part in value.split(",") if part.strip()]

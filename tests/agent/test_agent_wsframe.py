@@ -21,16 +21,10 @@ from websockets.server import ServerProtocol
 from websockets.utils import apply_mask
 
 from agent.errors import AgentError, FrameError, HandshakeError, MessageTooLarge, TransportError
-from agent.wsframe import (
-    ClientConnection,
-    Close,
-    Message,
-    Ping,
-    Pong,
-    State,
-    accept_key,
-    encode_frame,
-)
+from agent.wsencode import encode_frame
+from agent.wsevents import Close, Message, Ping, Pong
+from agent.wsframe import ClientConnection, State
+from agent.wshandshake import accept_key
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 section 1.3's example
 
