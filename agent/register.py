@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from agent import __version__
 from agent.errors import RegistrationError
-from agent.transport import client_ssl_context
+from agent.tlsstream import client_ssl_context
 
 __all__ = ["REGISTER_PATH", "Registration", "register"]
 
