@@ -110,7 +110,7 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _run(config_path: str, verbose: bool) -> int:
-    from agent.control import Agent
+    from agent.daemon import Agent
     from agent.log import configure
 
     config = load_config(config_path)

@@ -318,7 +318,7 @@ async def benchmark(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
         venv_env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        agent_imports = "import agent.main, agent.control, agent.sysinfo"
+        agent_imports = "import agent.main, agent.daemon, agent.sysinfo"
         prod = [prod_python, "-I", "-S"]
         print(
             "context, VmRSS MiB of a fresh interpreter: venv python bare "

@@ -157,7 +157,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_wss_to_a_tls_broker(ca: trustme.CA, tmp_path: Path) -> None:
-    from agent.control import Agent
+    from agent.daemon import Agent
     from agent.transport import WebSocketClient
 
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -15,7 +15,7 @@ from agent_ws_peer import CHANNEL, Closed, Peer, PeerConn, running_peer
 from agent.backoff import Backoff
 from agent.channels import HIGH_WATER, Channel
 from agent.config import AgentConfig
-from agent.control import Agent
+from agent.daemon import Agent
 from agent.terminal import Terminal
 from agent.users import UnixUser, UserPolicy
 from websh import (
@@ -311,7 +311,7 @@ def test_retry_later_then_reconnect(peer: Peer, agent_factory: Start, me_bash: U
     control3 = peer.accept(timeout=3)
     assert isinstance(control3.recv(), Hello)
     control3.send(Welcome(heartbeat_interval=5, metrics_interval=0))
-    assert running.agent.welcomed >= 1
+    assert running.agent.control.welcomed >= 1
     assert running.stop() == 0
 
 
@@ -389,7 +389,7 @@ def test_terminal_over_tls_streams_every_byte_and_echoes(
             out = read_output(channel, b"DONE\r\n", timeout=60)
             assert out.count(b"A") == 3_000_000
             # a stalled broker: records queue in the agent (sent a chunk list at a time)
-            (agent_channel,) = agent._channels
+            (agent_channel,) = agent.sessions.channels
             stall_and_drain(tls_peer, channel, agent_channel)
             channel.send(Input(data=b"exit 7\n"))
             exit_message = until(channel, Exit)
@@ -433,7 +433,7 @@ def test_slow_broker_pauses_the_pty(peer: Peer, agent_factory: Start, me_bash: U
     control, _ = handshake(peer)
     channel = open_channel(peer, control, terminal_request())
     until(channel, Output)  # the prompt
-    (agent_channel,) = running.agent._channels
+    (agent_channel,) = running.agent.sessions.channels
     stall_and_drain(peer, channel, agent_channel)
     channel.send(Input(data=b"exit\n"))
     until(channel, Exit)

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(PY39 is None, reason="no working Python 3.9 foun
 ROUND_TRIP = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import agent.control, agent.main, agent.register, agent.wsframe
+import agent.daemon, agent.main, agent.register, agent.wsframe
 from websh import Connection, ConnectionKind, Hello, Side
 client = Connection(ConnectionKind.CONTROL, Side.CLIENT)
 client.send(Hello(agent_id="a" * 32, secret="crlagt_" + "0" * 32 + "_" + "0" * 48,
