@@ -37,7 +37,7 @@ from api.problems import BadRequest
 from api.sessions import AgentUnavailable, gateway_of
 from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
-from broker.agents.hub import AgentOffline
+from broker.agents.errors import AgentOffline
 from broker.policy.exec import ExecFailed, ExecGate, ExecOutput, ExecRefused
 from policies import Decision
 from policies.commands import MAX_LENGTH

@@ -23,7 +23,7 @@ from api.problems import ApiError, BadRequest
 from api.sessions import AgentUnavailable, UnixUser, gateway_of
 from api.spec import Model, body_of, operation
 from api.state import hub_of, runtime_of, services_of
-from broker.agents.hub import AgentOffline
+from broker.agents.errors import AgentOffline
 from broker.policy import MfaAges, PolicyRuntime
 from broker.policy.exec import ExecFailed, ExecGate, ExecRefused
 from policies import ReloadResult

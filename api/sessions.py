@@ -26,7 +26,7 @@ from api.authz import authorize, permits
 from api.problems import ApiError, Forbidden, NotFoundProblem
 from api.spec import Model, StrictInt, body_of, operation, query_of
 from api.state import services_of
-from broker.agents.hub import AgentOffline
+from broker.agents.errors import AgentOffline
 from broker.audit import Category, Outcome
 from broker.gateway import AccessDenied, GatewaySessions, Revocation, SessionUnavailable
 from broker.runtime import Runtime

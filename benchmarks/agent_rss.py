@@ -54,7 +54,7 @@ import httpx
 import trustme
 from _broker import ROOT, Broker, running_broker
 
-from broker.agents.hub import DataChannel
+from broker.agents.channels import DataChannel
 from broker.agents.wire import Closed
 from websh import ChannelKind, Exit, Input, Output
 

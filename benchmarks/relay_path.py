@@ -32,13 +32,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from broker.agents.hub import DataChannel
+from broker.agents.channels import DataChannel
 from broker.agents.wire import Wire
 from broker.enforce import gate_for
 from broker.gateway.inbox import Inbox
+from broker.gateway.participants import Client
 from broker.gateway.recorder import AsciicastRecorder
-from broker.gateway.session import Client, LiveSession
-from broker.gateway.sessions import GatewaySessions
+from broker.gateway.session import LiveSession
+from broker.gateway.terminal_ws import TerminalSockets
 from broker.websocket import EXTENSION, WebSocketProtocol
 from policies import Decision, Effect
 from websh import (
@@ -148,7 +149,7 @@ async def measure(trips: int, gate: bool, folder: Path) -> float:
     client = Client(user_wire, "u", "k", read_only=False, cursor=0)
     live.clients.add(client)
     # as serve() wires a client; self is only used for a first or refused input (not here)
-    handle = GatewaySessions._client_handler(None, live, client)  # type: ignore[arg-type]
+    handle = TerminalSockets._client_handler(None, live, client)  # type: ignore[arg-type]
     assert Inbox(user_wire, handle).listen()
     agent_peer.data_to_send()
     for peer, out, name in (

@@ -39,7 +39,8 @@ from api.sso import sso_routes
 from api.tokens import token_routes
 from api.users import user_routes
 from api.workspace import workspace_routes
-from broker.agents.hub import CHANNEL_PATH, CONTROL_PATH, AgentHub
+from broker.agents.channels import CHANNEL_PATH
+from broker.agents.hub import CONTROL_PATH, AgentHub
 from broker.audit import SYSTEM
 from broker.errors import CorralError
 from broker.gateway import GatewaySessions, Revocation

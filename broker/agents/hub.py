@@ -1,59 +1,52 @@
-"""The agent hub: who is connected, and the data channels they dial back.
+"""The agent hub: who is connected, over their control connections.
 
 One control connection per server; a newer one replaces the older (close 4010). Presence,
-system info and metrics go to the store; every refusal goes to the audit log of the
-workspace it can be attributed to (a credential's, or the server id the agent claimed)
-and to the security log otherwise. A data channel is opened by asking the agent (on its
-control connection) to dial back with a one-time token; the hub pairs the two.
+system info and metrics go to the store (:mod:`broker.agents.presence`); every refusal
+goes to the audit log of the workspace it can be attributed to (a credential's, or the
+server id the agent claimed) and to the security log otherwise. One sweeper task for the
+whole hub writes the agents' reports, pings the quiet and closes the silent. The data
+channels the agents dial back are opened and paired by :mod:`broker.agents.channels`, a
+base of :class:`AgentHub`.
 
-The hub never decides access: callers have already asked the policy layer.
+The hub never decides access: callers have already asked the policy layer. Its per-message
+work (``_heard``) must stay synchronous and cheap: a broker holds thousands of agents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket
 
+from broker.agents.channels import ChannelDialing
 from broker.agents.presence import Presence, ServerRef
-from broker.agents.wire import Closed, Wire
+from broker.agents.wire import Closed, Wire, peer_address
 from broker.audit import Actor, Category, Outcome
-from broker.errors import AuthenticationFailed, CorralError
+from broker.errors import AuthenticationFailed
 from broker.services import Services
-from broker.store.models import Server, new_id
+from broker.store.models import Server
 from websh import (
-    Attach,
-    ChannelHello,
-    ChannelKind,
-    ChannelWelcome,
     CloseChannel,
     CloseCode,
     Connection,
     ConnectionKind,
     ErrorMessage,
-    Exit,
     Hello,
     Limits,
     Message,
     Metrics,
-    OpenChannel,
     Ping,
     Pong,
     Side,
-    Stderr,
-    Stdout,
     SysInfo,
     Welcome,
 )
 
-__all__ = ["AgentHub", "AgentOffline", "DataChannel", "ExecResult"]
+__all__ = ["CONTROL_PATH", "HEARTBEAT_INTERVAL", "AgentHub", "AgentLink"]
 
 log = logging.getLogger("corral.agents")
 
@@ -64,7 +57,6 @@ CONTROL_PATH = "/agent/v1/control"
 #: that hangs with its socket open, and every ping costs the broker a TLS read, a pong and
 #: a TLS write (1,000 agents at 15 s: 133 messages a second at rest).
 HEARTBEAT_INTERVAL = 30.0
-CHANNEL_PATH = "/agent/v1/channel"
 #: Closes that are no protocol error worth an audit event.
 #: Ends that are not the agent breaking the protocol: a proper close, a newer connection,
 #: and a connection that ended without a close code (1005: an empty close frame; 1006:
@@ -73,10 +65,6 @@ CHANNEL_PATH = "/agent/v1/channel"
 _ORDINARY_CLOSE = frozenset(
     {CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.REPLACED, 1005, 1006}
 )
-
-
-class AgentOffline(CorralError):
-    """The server's agent is not connected to this broker."""
 
 
 @dataclass(eq=False, slots=True)
@@ -102,44 +90,9 @@ class AgentLink:
         self.hub._left(self, closed)
 
 
-@dataclass(eq=False)
-class DataChannel:
-    """A paired data channel: the opener sends and receives websh messages on it."""
+class AgentHub(ChannelDialing):
+    """Every agent connected to this broker, and the data channels they dial back."""
 
-    channel_id: str
-    kind: ChannelKind
-    wire: Wire
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def send(self, message: Message) -> None:
-        await self.wire.send(message)
-
-    async def receive(self) -> Message:
-        return await self.wire.receive()
-
-    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        await self.wire.close(code, reason)
-        self.done.set()
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit: Exit
-    stdout: bytes
-    stderr: bytes
-
-
-@dataclass
-class _Pending:
-    workspace_id: str
-    server_id: str
-    token: str
-    kind: ChannelKind
-    attach_offset: int | None
-    future: asyncio.Future[DataChannel]
-
-
-class AgentHub:
     def __init__(
         self,
         services: Services,
@@ -151,6 +104,7 @@ class AgentHub:
         channel_timeout: float = 15.0,
         limits: Limits | None = None,
     ) -> None:
+        super().__init__()
         self.services = services
         self.heartbeat_interval = heartbeat_interval
         self.metrics_interval = metrics_interval
@@ -161,8 +115,6 @@ class AgentHub:
         self.report_interval = min(report_interval, metrics_interval or report_interval)
         self.links: dict[str, AgentLink] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self._pending: dict[str, _Pending] = {}
-        self.channels: set[DataChannel] = set()
         self._connected = asyncio.Condition()
         #: Detaching agents served per message (``_left``), awaited by ``close_all``.
         self._leaving: set[asyncio.Task[None]] = set()
@@ -174,7 +126,7 @@ class AgentHub:
     async def serve_control(self, websocket: WebSocket) -> None:
         await websocket.accept()
         wire = Wire(websocket, Connection(ConnectionKind.CONTROL, Side.SERVER, limits=self.limits))
-        source = _peer(websocket)
+        source = peer_address(websocket)
         try:
             hello = await asyncio.wait_for(wire.receive(), self.hello_timeout)
         except (Closed, TimeoutError) as exc:
@@ -352,138 +304,6 @@ class AgentHub:
             details={"close_code": closed.code, "reason": closed.reason},
         )
 
-    # ----------------------------------------------------------- data channels
-
-    async def open_channel(
-        self,
-        workspace_id: str,
-        server_id: str,
-        kind: ChannelKind,
-        *,
-        user: str,
-        cols: int | None = None,
-        rows: int | None = None,
-        command: str | tuple[str, ...] | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,
-        channel_id: str | None = None,
-        attach_offset: int | None = None,
-    ) -> DataChannel:
-        """Ask the agent to dial back a channel and wait until it has.
-
-        With ``channel_id`` and ``attach_offset`` it re-attaches a terminal the agent kept
-        alive, replaying its output from that offset.
-        """
-        link = self.links.get(server_id)
-        if link is None or link.server.workspace_id != workspace_id:
-            raise AgentOffline(f"server {server_id} has no connected agent")
-        ident = channel_id or new_id()
-        token = secrets.token_hex(24)
-        future: asyncio.Future[DataChannel] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = _Pending(workspace_id, server_id, token, kind, attach_offset, future)
-        try:
-            await link.wire.send(
-                OpenChannel(
-                    channel_id=ident,
-                    kind=kind,
-                    token=token,
-                    path=CHANNEL_PATH,
-                    user=user,
-                    cols=cols,
-                    rows=rows,
-                    command=command,
-                    env=env or {},
-                    timeout=timeout,
-                )
-            )
-            return await asyncio.wait_for(future, self.channel_timeout)
-        except Closed:
-            raise AgentOffline(f"server {server_id}'s agent went away") from None
-        except TimeoutError:
-            raise AgentOffline(f"server {server_id}'s agent did not open the channel") from None
-        finally:
-            self._pending.pop(ident, None)
-
-    def _fail_pending(self, channel_id: str, reason: str) -> None:
-        pending = self._pending.get(channel_id)
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(AgentOffline(reason))
-
-    async def serve_channel(self, websocket: WebSocket) -> None:
-        await websocket.accept()
-        wire = Wire(websocket, Connection(ConnectionKind.CHANNEL, Side.SERVER, limits=self.limits))
-        try:
-            hello = await asyncio.wait_for(wire.receive(), self.hello_timeout)
-        except (Closed, TimeoutError):
-            await wire.close(CloseCode.UNAUTHENTICATED, "channel_hello expected")
-            return
-        pending = self._pending.get(hello.channel_id) if isinstance(hello, ChannelHello) else None
-        if (
-            not isinstance(hello, ChannelHello)
-            or pending is None
-            or pending.future.done()
-            or not hmac.compare_digest(hello.token, pending.token)
-        ):
-            log.warning("data channel from %s refused: unknown channel or token", _peer(websocket))
-            await wire.close(CloseCode.UNKNOWN_CHANNEL, "unknown channel")
-            return
-        await wire.send(ChannelWelcome())
-        if pending.attach_offset is not None:
-            await wire.send(Attach(channel_id=hello.channel_id, offset=pending.attach_offset))
-        channel = DataChannel(hello.channel_id, pending.kind, wire)
-        pending.future.set_result(channel)
-        self.channels.add(channel)
-        try:
-            await channel.done.wait()
-        finally:
-            self.channels.discard(channel)
-
-    async def exec(
-        self,
-        workspace_id: str,
-        server_id: str,
-        command: str | tuple[str, ...],
-        *,
-        user: str,
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,
-        max_output: int = 16 * 1024 * 1024,
-        on_output: Callable[[str, bytes], Awaitable[None]] | None = None,
-    ) -> ExecResult:
-        """Run one command on the server and collect its output and exit status; with
-        ``on_output`` each chunk is handed over as it arrives (``"stdout"``/``"stderr"``,
-        awaited, so a slow reader slows the channel) and nothing is collected."""
-        channel = await self.open_channel(
-            workspace_id,
-            server_id,
-            ChannelKind.EXEC,
-            user=user,
-            command=command,
-            env=env,
-            timeout=timeout,
-        )
-        out, err = bytearray(), bytearray()
-        try:
-            while True:
-                try:
-                    message = await channel.receive()
-                except Closed as closed:
-                    raise AgentOffline(f"exec channel closed ({closed.code})") from None
-                if on_output is not None and isinstance(message, Stdout | Stderr):
-                    await on_output(
-                        "stdout" if isinstance(message, Stdout) else "stderr", message.data
-                    )
-                elif isinstance(message, Stdout):
-                    out += message.data[: max(0, max_output - len(out))]
-                elif isinstance(message, Stderr):
-                    err += message.data[: max(0, max_output - len(err))]
-                elif isinstance(message, ErrorMessage):
-                    raise AgentOffline(message.message)
-                elif isinstance(message, Exit):
-                    return ExecResult(message, bytes(out), bytes(err))
-        finally:
-            await channel.close()
-
     async def wait_connected(self, server_id: str, timeout: float) -> AgentLink:
         async def present() -> AgentLink:
             async with self._connected:
@@ -515,8 +335,3 @@ class AgentHub:
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
-
-
-def _peer(websocket: WebSocket) -> str:
-    client = websocket.client
-    return f"{client.host}:{client.port}" if client else "unknown"

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from broker.websocket import EXTENSION, ClientDisconnected, WebSocketProtocol
 from websh import CloseCode, Connection, Message, ProtocolError, State, WebshError
 
-__all__ = ["Closed", "Wire", "WireListener"]
+__all__ = ["Closed", "Wire", "WireListener", "peer_address"]
 
 log = logging.getLogger("corral.agents")
 
@@ -257,3 +257,9 @@ class Wire:
             await self._asgi().close(code=code, reason=self.connection.close_reason)
         except (WebSocketDisconnect, RuntimeError, OSError):  # already gone
             log.debug("close after the peer left")
+
+
+def peer_address(websocket: WebSocket) -> str:
+    """``host:port`` of the peer, for the log (a refused connection has no other name)."""
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else "unknown"

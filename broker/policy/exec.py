@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.agents.hub import AgentHub, AgentOffline
+from broker.agents.errors import AgentOffline
+from broker.agents.hub import AgentHub
 from broker.audit import Actor, Category, Outcome
 from broker.enforce.approvals import ApprovalRequest, ApprovalWaiter
 from broker.errors import CorralError

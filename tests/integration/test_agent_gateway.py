@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from broker.agents.hub import DataChannel
+from broker.agents.channels import DataChannel
 from broker.store.models import ServerStatus
 from tests.integration.conftest import AgentProcess, Broker, audited, register_agent
 from websh import (
