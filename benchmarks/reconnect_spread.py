@@ -50,8 +50,8 @@ POLICIES = {
     "jitter": "full jitter (agent.backoff.Backoff)",
     "nojitter": "no jitter: min(60, 1*2**n)",
 }
-CONNECT_TIMEOUT = 15.0  # agent/transport.py connect_timeout
-WELCOME_TIMEOUT = 30.0  # agent/control.py welcome_timeout
+CONNECT_TIMEOUT = 15.0  # agent/transport.py: WebSocketClient(connect_timeout=...)
+WELCOME_TIMEOUT = 30.0  # agent/daemon.py: Agent(welcome_timeout=...)
 
 
 def make_backoff(policy: str) -> Backoff:
