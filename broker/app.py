@@ -28,6 +28,8 @@ from api.openapi import openapi_routes
 from api.policy import policy_routes
 from api.policy_admin import policy_admin_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
+from api.recordings import recording_routes
+from api.revocation import revocation_routes
 from api.routes import routes
 from api.saml import saml_routes
 from api.server_admin import server_admin_routes
@@ -147,6 +149,8 @@ def create_app(
             *mfa_routes(),
             *agent_routes(),
             *session_routes(),
+            *recording_routes(),
+            *revocation_routes(),
             *share_routes(),
             *server_routes(),
             *policy_routes(),
