@@ -38,6 +38,7 @@ from api.service_accounts import service_account_routes
 from api.sessions import session_routes
 from api.shares import share_routes
 from api.sso import sso_routes
+from api.sso_login import sso_login_routes
 from api.tokens import token_routes
 from api.users import user_routes
 from api.workspace import workspace_routes
@@ -157,6 +158,7 @@ def create_app(
             *policy_admin_routes(),
             *approval_routes(),
             *sso_routes(),
+            *sso_login_routes(),
             *api_for_apps_routes(),
             *openapi_routes(),
             *device_routes(),
