@@ -17,6 +17,7 @@ from api.agents import agent_routes
 from api.approvals import approval_routes
 from api.audit import audit_routes
 from api.device import device_routes
+from api.device_page import device_page_routes
 from api.exec_stream import exec_stream_routes
 from api.grants import grant_routes
 from api.groups import group_routes
@@ -162,6 +163,7 @@ def create_app(
             *api_for_apps_routes(),
             *openapi_routes(),
             *device_routes(),
+            *device_page_routes(),
             *exec_stream_routes(),
         ],
         middleware=[Middleware(RefuseNul)],
