@@ -1,4 +1,4 @@
-"""Device-code login routes (RFC 8628 shape) and the small browser page that approves one.
+"""Device-code login routes (RFC 8628 shape): start, poll, approve and deny over JSON.
 
 ``POST /api/v1/auth/device`` starts a grant (no authentication: the terminal has nothing
 yet), ``POST /api/v1/auth/device/token`` is polled with the device code, and a signed-in
@@ -9,35 +9,32 @@ grant becomes an ordinary personal access token (scope ``write``, 90 days, named
 audited in the approver's workspace.
 
 A read-scope token cannot approve: the grant would mint a write token from it.
+
+It must never issue a token for a grant nobody approved, nor issue one twice. The browser
+form at ``/device`` is :mod:`api.device_page`.
 """
 
 from __future__ import annotations
 
-import html
-import re
 from typing import ClassVar
-from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from api.auth import Principal, authenticate, client_source, identity_of
+from api.auth import Principal, authenticate, client_source
 from api.authz import authorize
 from api.problems import ApiError, NotFoundProblem, TooManyRequests
 from api.spec import Model, body_of, operation
 from api.state import runtime_of, services_of
 from broker.audit import Actor, Category, Outcome
-from broker.errors import AuthenticationFailed
-from broker.store.models import BrowserSessionState, TokenScope
+from broker.store.models import TokenScope
 from idp.device import DeviceGrant, DeviceGrants, DevicePollRefused, normalise_user_code
-from idp.sessions import COOKIE
 
-__all__ = ["device_of", "device_routes"]
+__all__ = ["decide", "device_of", "device_routes"]
 
 TOKEN_DAYS = 90
-MAX_FORM_BYTES = 4096
 
 
 def device_of(request: Request) -> DeviceGrants:
@@ -205,7 +202,7 @@ async def token(request: Request) -> JSONResponse:
     )
 
 
-async def _decide(
+async def decide(
     request: Request, principal: Principal, user_code: str, *, approve: bool
 ) -> DeviceGrant:
     """Approve or deny for ``principal``; refusals (unknown code, rate limit) are audited."""
@@ -255,7 +252,7 @@ async def _decision_answer(request: Request, *, approve: bool) -> JSONResponse:
     # Approving mints the caller a write token: the same question as creating one.
     await authorize(request, principal, "tokens.own.create")
     data = await body_of(request, DeviceDecision)
-    grant = await _decide(request, principal, data.user_code, approve=approve)
+    grant = await decide(request, principal, data.user_code, approve=approve)
     return JSONResponse(DeviceDecided(approved=approve, client_name=grant.client_name).model_dump())
 
 
@@ -278,125 +275,10 @@ async def deny(request: Request) -> JSONResponse:
     return await _decision_answer(request, approve=False)
 
 
-# ---------------------------------------------------------------- the browser page
-
-_HEADERS = {
-    # No script, no style, no frames: the page is a form and nothing else.
-    "Content-Security-Policy": (
-        "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-def _page(body: str, status: int = 200) -> HTMLResponse:
-    document = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<title>Corral: sign in a terminal</title></head><body>"
-        f"<h1>Sign in a terminal</h1>{body}</body></html>"
-    )
-    return HTMLResponse(document, status_code=status, headers=_HEADERS)
-
-
-async def _signed_in(request: Request) -> tuple[Principal, str] | None:
-    """The cookie's active session and its secret, or None (no page ever says why)."""
-    secret = request.cookies.get(COOKIE, "")
-    if not secret:
-        return None
-    try:
-        row, user = await identity_of(request).browser.resolve(secret)
-    except AuthenticationFailed:
-        return None
-    if row.state is not BrowserSessionState.ACTIVE:
-        return None
-    return Principal(user, session=row), secret
-
-
-_SIGN_IN_FIRST = "<p>Sign in to Corral in this browser first, then open this page again.</p>"
-
-
-_PAGE = {"tag": "auth", "authenticated": False, "media_type": "text/html", "in_document": False}
-
-
-@operation(summary="The page where a signed-in person approves a device code", **_PAGE)
-async def device_page(request: Request) -> HTMLResponse:
-    signed_in = await _signed_in(request)
-    if signed_in is None:
-        return _page(_SIGN_IN_FIRST, 401)
-    principal, secret = signed_in
-    raw = request.query_params.get("user_code", "")
-    code = raw if re.fullmatch(r"[A-Za-z-]{0,16}", raw) else ""
-    csrf = identity_of(request).browser.csrf_token(secret)
-    asking = ""
-    if code:
-        # Name the terminal before the person decides (RFC 8628 5.4); each lookup counts
-        # against the same per-person limit as a decision, so codes cannot be probed.
-        grants = device_of(request)
-        grant = None if grants.attempts.hit(principal.user.id) else grants.pending(code)
-        asking = (
-            f"<p>The terminal <b>{html.escape('corral login on ' + grant.client_name)}</b> "
-            "asks to sign in as you.</p>"
-            if grant is not None
-            else "<p>No pending login has that code; check it in your terminal.</p>"
-        )
-    return _page(
-        f"<p>Signed in as {html.escape(principal.user.email)}.</p>{asking}"
-        "<p>Approve only a code shown by a <code>corral login</code> you started yourself.</p>"
-        '<form method=post action="/device">'
-        f'<input type=hidden name=csrf value="{html.escape(csrf)}">'
-        f'<label>Code <input name=user_code value="{html.escape(code)}" '
-        "autocomplete=off required maxlength=16></label> "
-        "<button name=decision value=approve>Approve</button> "
-        "<button name=decision value=deny>Deny</button>"
-        "</form>"
-    )
-
-
-@operation(summary="Approve or deny a device code from the page's form", **_PAGE)
-async def device_submit(request: Request) -> HTMLResponse:
-    signed_in = await _signed_in(request)
-    if signed_in is None:
-        return _page(_SIGN_IN_FIRST, 401)
-    principal, secret = signed_in
-    body = await request.body()
-    form = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace")) if body else {}
-    field = {key: values[0] for key, values in form.items() if values}
-    browser = identity_of(request).browser
-    why = browser.csrf_ok("POST", secret, field.get("csrf"), request.headers.get("origin"))
-    if len(body) > MAX_FORM_BYTES:
-        why = "form too large"
-    if why:
-        await services_of(request).audit.emit(
-            principal.workspace_id,
-            Category.AUTHENTICATION,
-            "session.csrf_refused",
-            outcome=Outcome.DENIED,
-            actor=principal.actor,
-            target="/device",
-            details={"reason": why, "method": "POST", "source": client_source(request)},
-        )
-        return _page("<p>This form expired. Open the page again and retry.</p>", 403)
-    approve_it = field.get("decision") == "approve"
-    try:
-        await authorize(request, principal, "tokens.own.create")
-        grant = await _decide(request, principal, field.get("user_code", ""), approve=approve_it)
-    except ApiError as exc:
-        return _page(f"<p>{html.escape(exc.detail)}</p>", exc.status)
-    verdict = "approved" if approve_it else "denied"
-    return _page(
-        f"<p>You {verdict} <b>{html.escape('corral login on ' + grant.client_name)}</b>. "
-        "You can close this page and return to your terminal.</p>"
-    )
-
-
 def device_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/auth/device", start, methods=["POST"]),
         Route("/api/v1/auth/device/token", token, methods=["POST"]),
         Route("/api/v1/auth/device/approve", approve, methods=["POST"]),
         Route("/api/v1/auth/device/deny", deny, methods=["POST"]),
-        Route("/device", device_page, methods=["GET"]),
-        Route("/device", device_submit, methods=["POST"]),
     ]

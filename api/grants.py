@@ -1,7 +1,7 @@
 """Access grants stored through the API (staff, ``grants.*``): who (a user, service account
 or group) reaches which servers (a name glob, a server group or a ``key=value`` tag) at
 which level, as which unix users. ``DELETE /api/v1/grants/{id}`` lives in
-:mod:`api.sessions` (it ends the sessions the grant allowed).
+:mod:`api.revocation` (it ends the sessions the grant allowed).
 
 What a grant means next to the policy file's own grants is docs/policy.md's "Policy
 grants and API grants together".

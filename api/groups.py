@@ -1,6 +1,6 @@
 """User groups and their members (staff, ``groups.*``).
 
-Removing a member (``DELETE /api/v1/groups/{g}/members/{u}``, in :mod:`api.sessions`)
+Removing a member (``DELETE /api/v1/groups/{g}/members/{u}``, in :mod:`api.revocation`)
 and deleting a group both end the live sessions that are no longer allowed.
 """
 

@@ -133,8 +133,9 @@ def package_version() -> str:
 
 
 def _operation_ids(found: list[RoutedOperation]) -> dict[tuple[str, str], str]:
-    """The handler's name, or ``module_name`` where two handlers share a name; a handler
-    serving several methods gets the method appended (and a number, if still taken)."""
+    """The declared ``operation_id``, else the handler's name, or ``module_name`` where two
+    handlers share a name; a handler serving several methods gets the method appended (and
+    a number, if still taken)."""
     names: dict[tuple[str, str], str] = {}
     by_name: dict[str, set[object]] = {}
     for op in found:
@@ -143,7 +144,9 @@ def _operation_ids(found: list[RoutedOperation]) -> dict[tuple[str, str], str]:
     for op in found:
         endpoint = op.route.endpoint
         name = endpoint.__name__
-        if len(by_name[name]) > 1:
+        if op.spec is not None and op.spec.operation_id:
+            name = op.spec.operation_id
+        elif len(by_name[name]) > 1:
             name = f"{endpoint.__module__.rsplit('.', 1)[-1]}_{name}"
         if name in seen:
             name = f"{name}_{op.method.lower()}"

@@ -1,6 +1,6 @@
 """Server administration (staff, ``servers.*``): server groups, their servers, and a
 server's tags. Registration tokens and removal live in :mod:`api.agents` and
-:mod:`api.sessions`.
+:mod:`api.revocation`.
 
 Groups and tags are what grants and policy select servers by, so every change here
 re-checks the workspace's live sessions and ends the ones no longer allowed.

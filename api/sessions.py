@@ -1,34 +1,35 @@
-"""Terminal session routes: open a session, get a ticket, attach a WebSocket, end it,
-download its recording; and the revoking calls (disable a user, revoke a token or a grant)
-that must also end live sessions at once.
+"""Live terminal session routes: open a session, get a ticket to (re-)attach, list the
+live sessions, end one, and the terminal WebSocket itself; plus :func:`gateway_of`, the one
+place the API gets the app's :class:`GatewaySessions`.
 
 Thin: parse, authenticate, call :class:`GatewaySessions` or a service, shape the answer.
-The gateway is built on first use from the app's runtime and hub unless one was set on
-``app.state.gateway`` (tests inject theirs that way).
+It must never relay terminal bytes or decide policy itself (the gateway does both). The
+gateway is built on first use from the app's runtime and hub unless one was set on
+``app.state.gateway`` (tests inject theirs that way). Recordings are :mod:`api.recordings`,
+the calls that revoke access and end sessions :mod:`api.revocation`, sharing and
+observing :mod:`api.shares`.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from api.auth import authenticate
 from api.authz import authorize, permits
 from api.problems import ApiError, Forbidden, NotFoundProblem
-from api.spec import Model, StrictInt, body_of, operation, query_of
+from api.spec import Model, StrictInt, body_of, operation
 from api.state import services_of
 from broker.agents.errors import AgentOffline
 from broker.audit import Category, Outcome
-from broker.gateway import AccessDenied, GatewaySessions, Revocation, SessionUnavailable
+from broker.gateway import AccessDenied, GatewaySessions, SessionUnavailable
 from broker.runtime import Runtime
 
 __all__ = [
@@ -73,43 +74,6 @@ class LiveSessionOut(BaseModel):
 
 class LiveSessionList(BaseModel):
     sessions: list[LiveSessionOut]
-
-
-class RecordingQuery(Model):
-    session_id: str | None = None
-
-
-class RecordingOut(BaseModel):
-    id: str
-    session_id: str
-    size_bytes: int
-    user_id: str
-    server_id: str | None
-    """``null`` once the server was removed; ``server_name`` still says which it was."""
-    server_name: str
-    unix_user: str
-    started_at: datetime
-    ended_at: datetime | None
-    """``null`` while the session is still being recorded."""
-
-
-class RecordingList(BaseModel):
-    recordings: list[RecordingOut]
-
-
-class Disabled(BaseModel):
-    disabled: bool
-    sessions_ended: int
-
-
-class Revoked(BaseModel):
-    revoked: bool
-    sessions_ended: int
-
-
-class Removed(BaseModel):
-    removed: bool
-    sessions_ended: int
 
 
 class AgentUnavailable(ApiError):
@@ -275,180 +239,6 @@ async def terminal(websocket: WebSocket) -> None:
     await gateway_of(websocket.app).serve(websocket, websocket.path_params["session_id"])
 
 
-@operation(
-    summary="Download a recording (asciicast v2)",
-    tag="sessions",
-    media_type="application/x-asciicast",
-)
-async def download_recording(request: Request) -> Response:
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    await authorize(request, principal, "sessions.own.recordings.read")
-    recording = await services.recordings.get(
-        principal.workspace_id, request.path_params["recording_id"]
-    )
-    session = await services.sessions.get(principal.workspace_id, recording.session_id)
-    if session.user_id != principal.user.id:
-        missing = NotFoundProblem(f"recording {recording.id} not found")
-        await authorize(
-            request, principal, "sessions.recordings.read", recording.id, hidden=missing
-        )
-    await services.audit.emit(
-        principal.workspace_id,
-        Category.RESOURCE_ACCESS,
-        "recording.downloaded",
-        actor=principal.actor,
-        session_id=session.id,
-        target=recording.id,
-    )
-    return FileResponse(
-        Path(recording.path),
-        media_type="application/x-asciicast",
-        filename=f"{session.id}.cast",
-    )
-
-
-@operation(
-    summary="Recordings (one's own sessions'; staff: all)",
-    tag="sessions",
-    query=RecordingQuery,
-    ok=RecordingList,
-)
-async def list_recordings(request: Request) -> JSONResponse:
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    await authorize(request, principal, "sessions.own.recordings.read")
-    query = query_of(request, RecordingQuery)
-    everyone = await permits(request, principal, "sessions.recordings.read")
-    rows = await services.recordings.index(
-        principal.workspace_id,
-        session_id=query.session_id,
-        user_id=None if everyone else principal.user.id,
-    )
-    return JSONResponse(
-        {
-            "recordings": [
-                {
-                    "id": r.id,
-                    "session_id": r.session_id,
-                    "size_bytes": r.size_bytes,
-                    "user_id": s.user_id,
-                    "server_id": s.server_id,
-                    "server_name": s.server_name,
-                    "unix_user": s.unix_user,
-                    "started_at": r.started_at.isoformat(),
-                    "ended_at": r.ended_at.isoformat() if r.ended_at else None,
-                }
-                for r, s in rows
-            ]
-        }
-    )
-
-
-# ---------------------------------------------------------------- revoking calls
-
-
-def _revocation(request: Request) -> Revocation:
-    return Revocation(gateway_of(request.app))
-
-
-@operation(
-    summary="Disable a user and end their sessions",
-    tag="revocation",
-    ok=Disabled,
-    scope="admin",
-)
-async def disable_user(request: Request) -> JSONResponse:
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    user_id = request.path_params["user_id"]
-    await authorize(request, principal, "users.update", user_id[:128])
-    await services.users.set_disabled(principal.workspace_id, user_id, True, actor=principal.actor)
-    ended = await _revocation(request).user_disabled(
-        principal.workspace_id, user_id, actor=principal.actor
-    )
-    return JSONResponse({"disabled": True, "sessions_ended": ended})
-
-
-@operation(
-    summary="Revoke a token (one's own with a write token; another's as admin), end its sessions",
-    tag="revocation",
-    ok=Revoked,
-    scope="write",
-)
-async def revoke_token(request: Request) -> JSONResponse:
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    token_id = request.path_params["token_id"]
-    own = {
-        t.id for t in await services.tokens.list(principal.workspace_id, user_id=principal.user.id)
-    }
-    action = "tokens.own.revoke" if token_id in own else "tokens.revoke"
-    await authorize(request, principal, action, token_id[:128])
-    await services.tokens.revoke(principal.workspace_id, token_id, actor=principal.actor)
-    ended = await _revocation(request).token_revoked(
-        principal.workspace_id, token_id, actor=principal.actor
-    )
-    return JSONResponse({"revoked": True, "sessions_ended": ended})
-
-
-@operation(
-    summary="Revoke an access grant and end the sessions it allowed",
-    tag="revocation",
-    ok=Revoked,
-    scope="admin",
-)
-async def revoke_grant(request: Request) -> JSONResponse:
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    await authorize(request, principal, "grants.update", request.path_params["grant_id"][:128])
-    await services.grants.revoke(
-        principal.workspace_id, request.path_params["grant_id"], actor=principal.actor
-    )
-    ended = await _revocation(request).access_changed(principal.workspace_id, actor=principal.actor)
-    return JSONResponse({"revoked": True, "sessions_ended": ended})
-
-
-@operation(
-    summary="Remove a server, end its sessions and hang up its agent",
-    tag="servers",
-    ok=Removed,
-    scope="admin",
-)
-async def remove_server(request: Request) -> JSONResponse:
-    """End the server's live sessions, forget the server and hang up its agent."""
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    await authorize(request, principal, "servers.update", request.path_params["server_id"][:128])
-    server = await services.servers.get(principal.workspace_id, request.path_params["server_id"])
-    ended = await _revocation(request).server_removed(
-        principal.workspace_id, server.id, actor=principal.actor
-    )
-    await services.servers.remove(principal.workspace_id, server.id, actor=principal.actor)
-    await request.app.state.hub.disconnect(server.id, "server removed")
-    return JSONResponse({"removed": True, "sessions_ended": ended})
-
-
-@operation(
-    summary="Remove a member from a group and end the sessions it allowed",
-    tag="revocation",
-    ok=Removed,
-    scope="admin",
-)
-async def remove_group_member(request: Request) -> JSONResponse:
-    services = services_of(request)
-    principal = await authenticate(request, services)
-    await authorize(request, principal, "groups.update", request.path_params["group_id"][:128])
-    await services.groups.remove_member(
-        principal.workspace_id,
-        request.path_params["group_id"],
-        request.path_params["user_id"],
-        actor=principal.actor,
-    )
-    ended = await _revocation(request).access_changed(principal.workspace_id, actor=principal.actor)
-    return JSONResponse({"removed": True, "sessions_ended": ended})
-
-
 def session_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/sessions", open_session, methods=["POST"]),
@@ -456,13 +246,4 @@ def session_routes() -> list[BaseRoute]:
         Route("/api/v1/sessions/{session_id}/tickets", new_ticket, methods=["POST"]),
         Route("/api/v1/sessions/{session_id}", terminate_session, methods=["DELETE"]),
         WebSocketRoute("/api/v1/sessions/{session_id}/terminal", terminal),
-        Route("/api/v1/recordings", list_recordings, methods=["GET"]),
-        Route("/api/v1/recordings/{recording_id}/download", download_recording),
-        Route("/api/v1/users/{user_id}/disable", disable_user, methods=["POST"]),
-        Route("/api/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
-        Route("/api/v1/grants/{grant_id}", revoke_grant, methods=["DELETE"]),
-        Route("/api/v1/servers/{server_id}", remove_server, methods=["DELETE"]),
-        Route(
-            "/api/v1/groups/{group_id}/members/{user_id}", remove_group_member, methods=["DELETE"]
-        ),
     ]

@@ -76,6 +76,9 @@ class Operation:
     description: str = ""
     in_document: bool = True
     """``False`` for browser pages (HTML forms): declared, but not part of the JSON API."""
+    operation_id: str = ""
+    """Pins the document's ``operationId`` (else derived from the handler's name): for a
+    handler moved to another module, so clients generated from the document keep theirs."""
 
 
 def operation(**declared: Any) -> Callable[[Handler], Handler]:

@@ -1,11 +1,12 @@
-"""SSO over HTTP: the identity-provider admin API (both protocols), the public list a login
-page shows, and the OpenID Connect login and callback.
+"""Managing identity providers over HTTP (staff, ``sso.*``): list, add (OIDC, the Google
+preset, or SAML), show, change and remove a workspace's providers; and
+:func:`login_url`, the link a login page follows. Logging in through a provider is
+:mod:`api.sso_login` (OIDC) and :mod:`api.saml`.
 
 Provider secrets are write-only: ``client_secret`` is sealed at once
 (``SecretBox(broker_key, "sso")`` bound to the provider id) and no answer ever carries it,
-only ``has_client_secret``. A provider id of another workspace is the same 404 as a missing
-one, and audited (``api.not_found``). SSO failures reach the browser as one generic 401
-problem; the reason is in the audit log (``sso.refused``), never in the answer.
+only ``has_client_secret``; this module must never return or log one. A provider id of
+another workspace is the same 404 as a missing one, and audited (``api.not_found``).
 """
 
 from __future__ import annotations
@@ -15,28 +16,23 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from api.auth import Principal, authenticate, client_source, identity_of
+from api.auth import Principal, authenticate, identity_of
 from api.authz import authorize
 from api.bodies import json_object
-from api.problems import BadRequest, NotFoundProblem, Unauthorized, problem_response
-from api.spec import Model, operation, query_of
+from api.problems import BadRequest, NotFoundProblem
+from api.spec import Model, operation
 from api.state import runtime_of, services_of
-from broker.audit import Actor, Category, Outcome
-from broker.errors import AuthenticationFailed, InvalidInput, NotFound
-from broker.services import Services
+from broker.errors import InvalidInput, NotFound
 from broker.services.directory import NAME
 from broker.store.models import Role, SsoProtocol, SsoProvider
 from idp.sso_config import check_config
-from idp.sso_login import UnsafeReturn, finish_sso_login, safe_return_path
-from idp.sso_oidc import PENDING_COOKIE, PENDING_SECONDS
 
-__all__ = ["sso_routes"]
+__all__ = ["login_url", "sso_routes"]
 
 M = TypeVar("M", bound=BaseModel)
-SSO_FAILED = "single sign-on failed; start the login again or ask your administrator"
 MAX_PROVIDERS = 50
 MAX_PROVIDER_BODY = 256 * 1024  # SAML metadata can be large
 
@@ -86,27 +82,6 @@ class ProviderList(BaseModel):
     next_cursor: str | None
 
 
-class WorkspaceQuery(Model):
-    workspace: str | None = Field(default=None, min_length=1, max_length=100)
-
-
-class LoginQuery(Model):
-    workspace: str | None = Field(default=None, min_length=1, max_length=100)
-    return_to: str | None = Field(default=None, max_length=500)
-
-
-class LoginOption(BaseModel):
-    id: str
-    name: str
-    protocol: str
-    login_url: str
-
-
-class LoginOptions(BaseModel):
-    workspace: str
-    providers: list[LoginOption]
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -114,7 +89,7 @@ def _base(request: Request) -> str:
     return runtime_of(request).settings.effective_public_url
 
 
-def _login_url(request: Request, provider: SsoProvider, workspace_name: str) -> str:
+def login_url(request: Request, provider: SsoProvider, workspace_name: str) -> str:
     return (
         f"{_base(request)}/api/v1/sso/{provider.protocol}/{provider.id}/login"
         f"?workspace={quote(workspace_name, safe='')}"
@@ -139,27 +114,11 @@ def _view(request: Request, provider: SsoProvider, workspace_name: str) -> dict[
         default_role=str(provider.default_role),
         jit=provider.jit,
         has_client_secret=bool(provider.secret_box),
-        login_url=_login_url(request, provider, workspace_name),
+        login_url=login_url(request, provider, workspace_name),
         callback_url=_callback_url(request, provider),
         created_at=provider.created_at.isoformat(),
         updated_at=provider.updated_at.isoformat() if provider.updated_at else None,
     ).model_dump()
-
-
-async def _not_found(
-    request: Request, services: Services, workspace_id: str, actor: Actor, ident: str
-) -> NotFoundProblem:
-    """The 404 for a provider id this workspace does not have, audited."""
-    await services.audit.emit(
-        workspace_id,
-        Category.AUTHORIZATION,
-        "api.not_found",
-        outcome=Outcome.DENIED,
-        actor=actor,
-        target=ident[:100],
-        details={"kind": "identity provider", "path": request.url.path[:200]},
-    )
-    return NotFoundProblem("identity provider not found")
 
 
 async def _provider(request: Request, principal: Principal) -> SsoProvider:
@@ -347,132 +306,6 @@ async def delete_provider(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# -- for the login page -------------------------------------------------------------------
-
-
-@operation(
-    summary="The enabled identity providers a login page offers",
-    tag="sso",
-    query=WorkspaceQuery,
-    ok=LoginOptions,
-    authenticated=False,
-    errors=(400,),
-    description="Names and login URLs only. An unknown workspace lists none.",
-)
-async def login_options(request: Request) -> JSONResponse:
-    query = query_of(request, WorkspaceQuery)
-    services = services_of(request)
-    name = query.workspace or runtime_of(request).settings.default_workspace
-    workspace = await services.workspaces.find(name)
-    rows = [] if workspace is None else await services.sso.providers(workspace.id)
-    options = [
-        LoginOption(
-            id=row.id,
-            name=row.name,
-            protocol=str(row.protocol),
-            login_url=_login_url(request, row, name),
-        ).model_dump()
-        for row in rows
-        if row.enabled
-    ]
-    return JSONResponse({"workspace": name, "providers": options})
-
-
-# -- OpenID Connect -----------------------------------------------------------------------
-
-
-@operation(
-    summary="Start an OpenID Connect login (302 to the provider)",
-    tag="sso",
-    query=LoginQuery,
-    status=302,
-    authenticated=False,
-    errors=(400, 401, 404, 429),
-    media_type="text/html",
-    description="Sets a sealed, HttpOnly pending-login cookie for the callback. "
-    "`return_to` must be a path (or URL) on this broker, else 400.",
-)
-async def oidc_login(request: Request) -> Response:
-    query = query_of(request, LoginQuery)
-    services, identity = services_of(request), identity_of(request)
-    ident = request.path_params["provider_id"]
-    name = query.workspace or runtime_of(request).settings.default_workspace
-    workspace = await services.workspaces.find(name)
-    if workspace is None:
-        raise NotFoundProblem("identity provider not found")
-    source = client_source(request)
-    try:
-        provider = await services.sso.provider(workspace.id, ident)
-    except NotFound:
-        provider = None
-    if provider is None or provider.protocol is not SsoProtocol.OIDC:
-        raise await _not_found(request, services, workspace.id, Actor("anonymous", source), ident)
-    try:
-        return_to = safe_return_path(query.return_to, identity.oidc.public_url)
-    except UnsafeReturn as exc:
-        raise BadRequest(str(exc)) from None
-    try:
-        url, sealed = await identity.oidc.begin(provider, return_to=return_to, source=source)
-    except AuthenticationFailed:
-        raise Unauthorized(SSO_FAILED) from None
-    response = RedirectResponse(url, status_code=302)
-    response.set_cookie(
-        PENDING_COOKIE,
-        sealed,
-        max_age=PENDING_SECONDS,
-        path=identity.oidc.cookie_path(provider.id),
-        secure=True,
-        httponly=True,
-        samesite="lax",  # sent on the provider's top-level redirect back to us
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@operation(
-    summary="The OpenID Connect callback: verify, sign in, 303 to the page",
-    tag="sso",
-    status=303,
-    authenticated=False,
-    errors=(401, 404),
-    media_type="text/html",
-    description="Refusals are a generic 401; the reason is audited (`sso.refused`).",
-)
-async def oidc_callback(request: Request) -> Response:
-    services, identity = services_of(request), identity_of(request)
-    provider = await services.sso.callback_provider(request.path_params["provider_id"])
-    if provider is None or provider.protocol is not SsoProtocol.OIDC:
-        raise NotFoundProblem("identity provider not found")
-    source = client_source(request)
-    params = {k: v[:4096] for k, v in request.query_params.items()}
-    try:
-        assertion, return_to = await identity.oidc.complete(
-            provider, request.cookies.get(PENDING_COOKIE), params, source=source
-        )
-        user = await services.sso.sign_in(provider, assertion, source=source)
-    except AuthenticationFailed:
-        response = problem_response(
-            request, 401, "unauthenticated", "Authentication required", SSO_FAILED
-        )
-    else:
-        response = await finish_sso_login(
-            identity.browser,
-            user,
-            provider,
-            return_to=return_to,
-            source=source,
-            user_agent=request.headers.get("user-agent", ""),
-        )
-    response.delete_cookie(
-        PENDING_COOKIE,
-        path=identity.oidc.cookie_path(provider.id),
-        secure=True,
-        httponly=True,
-        samesite="lax",
-    )
-    return response
-
-
 def sso_routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/sso/providers", list_providers, methods=["GET"]),
@@ -480,7 +313,4 @@ def sso_routes() -> list[BaseRoute]:
         Route("/api/v1/sso/providers/{provider_id}", get_provider, methods=["GET"]),
         Route("/api/v1/sso/providers/{provider_id}", update_provider, methods=["PATCH"]),
         Route("/api/v1/sso/providers/{provider_id}", delete_provider, methods=["DELETE"]),
-        Route("/api/v1/sso/login-options", login_options, methods=["GET"]),
-        Route("/api/v1/sso/oidc/{provider_id}/login", oidc_login, methods=["GET"]),
-        Route("/api/v1/sso/oidc/{provider_id}/callback", oidc_callback, methods=["GET"]),
     ]

@@ -1,5 +1,5 @@
 """Personal access tokens: ``GET/POST /api/v1/tokens``, ``GET /api/v1/tokens/{id}``
-(``DELETE`` lives in :mod:`api.sessions`: revoking ends the sessions opened with it).
+(``DELETE`` lives in :mod:`api.revocation`: revoking ends the sessions opened with it).
 
 The secret (``crlpat_<id>_<random>``) is in the creation answer only; the broker keeps
 its SHA-256. A token never mints a token of a wider scope than its own, and minting is

@@ -17,6 +17,7 @@ from api.agents import agent_routes
 from api.approvals import approval_routes
 from api.audit import audit_routes
 from api.device import device_routes
+from api.device_page import device_page_routes
 from api.exec_stream import exec_stream_routes
 from api.grants import grant_routes
 from api.groups import group_routes
@@ -28,6 +29,8 @@ from api.openapi import openapi_routes
 from api.policy import policy_routes
 from api.policy_admin import policy_admin_routes
 from api.problems import ApiError, http_problem_handler, problem_handler
+from api.recordings import recording_routes
+from api.revocation import revocation_routes
 from api.routes import routes
 from api.saml import saml_routes
 from api.server_admin import server_admin_routes
@@ -36,6 +39,7 @@ from api.service_accounts import service_account_routes
 from api.sessions import session_routes
 from api.shares import share_routes
 from api.sso import sso_routes
+from api.sso_login import sso_login_routes
 from api.tokens import token_routes
 from api.users import user_routes
 from api.workspace import workspace_routes
@@ -147,15 +151,19 @@ def create_app(
             *mfa_routes(),
             *agent_routes(),
             *session_routes(),
+            *recording_routes(),
+            *revocation_routes(),
             *share_routes(),
             *server_routes(),
             *policy_routes(),
             *policy_admin_routes(),
             *approval_routes(),
             *sso_routes(),
+            *sso_login_routes(),
             *api_for_apps_routes(),
             *openapi_routes(),
             *device_routes(),
+            *device_page_routes(),
             *exec_stream_routes(),
         ],
         middleware=[Middleware(RefuseNul)],

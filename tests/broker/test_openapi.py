@@ -262,3 +262,18 @@ def test_models_with_the_same_name_stay_apart() -> None:
     problem = type("Problem", (BaseModel,), {"__annotations__": {"a": int}})
     with pytest.raises(ValueError, match="Problem"):
         build_document([route("/three", problem)])
+
+
+def test_a_declared_operation_id_wins_over_the_handlers_name() -> None:
+    """A handler moved to another module keeps the operationId clients were generated with."""
+
+    def route(path: str, **pin: str) -> Route:
+        @operation(summary=path, tag="meta", authenticated=False, status=204, **pin)
+        async def handler(request: Request) -> JSONResponse:
+            return JSONResponse({})
+
+        return Route(path, handler, methods=["GET"])
+
+    document = build_document([route("/a", operation_id="old_module_handler"), route("/b")])
+    ids = {p: document["paths"][p]["get"]["operationId"] for p in ("/a", "/b")}
+    assert ids == {"/a": "old_module_handler", "/b": "test_openapi_handler"}

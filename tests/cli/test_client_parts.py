@@ -18,7 +18,8 @@ from cli.main import main
 from cli.output import cell
 from cli.play import replay_cast
 from cli.profiles import Credentials, Profile, credentials_path, resolve
-from cli.websh import Terminal, _share_secret, describe
+from cli.terminal_relay import Terminal, describe
+from cli.websh import _share_secret
 from websh import (
     ApprovalDenied,
     ApprovalGranted,
