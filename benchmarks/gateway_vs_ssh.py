@@ -604,8 +604,8 @@ def run(args: argparse.Namespace) -> None:
         tp_median: dict[str, float] = {}
         if args.reps > 0:
             # The local pty comes first: this script reading the pty master itself, with
-            # nothing behind it, is the ceiling every other path's pty reader works under
-            # (a pty holds about 17 KiB and hands out at most 4 KiB per read).
+            # nothing behind it (a pty holds about 17 KiB and hands out at most 4 KiB per
+            # read). It is this reader's rate, not a ceiling: see pty_read.py.
             tp_paths = [
                 "local bash (pty)",
                 "ssh direct",
